@@ -1,0 +1,112 @@
+"""What `validate` and `agenda` print: pure functions from commitments to text or JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .model import AlertKind, Commitment, Touch, touches, upcoming
+from .timeparse import format_offset
+
+JSON_VERSION = 1
+
+
+def summary(commitments: Sequence[Commitment], files: int, sms_on: bool) -> str:
+    """`3 files, 12 commitments (10 open), 20 touches, 60 alarms, 25 SMS`."""
+    open_ = [c for c in commitments if c.active]
+    all_touches = [t for c in open_ for t in touches(c)]
+    alarms = sum(len(c.alarms) for t in all_touches for c in (t.commitment,))
+    sms = sum(len(c.sms) for t in all_touches for c in (t.commitment,))
+    return (f"{files} file{'s' if files != 1 else ''}, {len(commitments)} commitments "
+            f"({len(open_)} open), {len(all_touches)} touches, {alarms} alarms, "
+            f"{sms} SMS{'' if sms_on else ' (SMS off: no sms section in the config)'}")
+
+
+def _clock(dt: datetime, ref: datetime) -> str:
+    """`09:50`, or `Sat 28 Nov 10:00` when not on the day of `ref`."""
+    return dt.strftime("%H:%M") if dt.date() == ref.date() else dt.strftime("%a %d %b %H:%M")
+
+
+def render_text(items: Sequence[Touch], now: datetime, days: int, zone: str,
+                after: Touch | None = None) -> str:
+    """Human agenda: one block per touch, every alert time in the touch's zone."""
+    if not items:
+        text = f"Nothing in the next {days} days."
+        if after is not None:
+            text += (f" Next: {after.start.strftime('%a %d %b %Y %H:%M %Z')} "
+                     f"{after.commitment.title} ({after.key}).")
+        return text + "\n"
+    lines = [f"{len(items)} follow-up{'s' if len(items) != 1 else ''} in the next {days} days "
+             f"(times local to each item; config zone {zone}):", ""]
+    for t in items:
+        c = t.commitment
+        lines.append(f"{t.start.strftime('%a %d %b %Y %H:%M')}-{t.end.strftime('%H:%M')} "
+                     f"{t.start.strftime('%Z')}  {c.title}  [{c.channel}]  {t.key}")
+        who = c.contact.label()
+        if who or c.contact.phone or c.contact.email:
+            parts = [p for p in (who, c.contact.phone, c.contact.email) if p]
+            lines.append(f"    with     {'  '.join(parts)}")
+        if t.purpose:
+            lines.append(f"    why      {t.purpose}")
+        if c.bring:
+            lines.append(f"    bring    {'; '.join(c.bring)}")
+        if c.questions:
+            lines.append(f"    ask      {'; '.join(c.questions)}")
+        if c.agenda:
+            lines.append(f"    agenda   {'; '.join(c.agenda)}")
+        if c.next_step:
+            lines.append(f"    next     {c.next_step}")
+        alerts = [f"{a.kind.value} {_clock(a.at, t.start)} ({format_offset(a.offset)})"
+                  for a in t.alerts]
+        lines.append(f"    alerts   {', '.join(alerts) if alerts else 'none'}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_json(items: Sequence[Touch], now: datetime, days: int, zone: str) -> dict[str, Any]:
+    """The stable `agenda --json` document (schema in README, `version` bumps on change)."""
+    return {
+        "version": JSON_VERSION,
+        "generated_at": now.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "days": days,
+        "timezone": zone,
+        "touches": [touch_json(t) for t in items],
+    }
+
+
+def touch_json(t: Touch) -> dict[str, Any]:
+    c = t.commitment
+    return {
+        "key": t.key,
+        "id": c.id,
+        "touch": t.index,
+        "title": c.title,
+        "start": t.start.isoformat(timespec="seconds"),
+        "end": t.end.isoformat(timespec="seconds"),
+        "timezone": c.zone_name,
+        "channel": c.channel,
+        "status": c.status.value,
+        "contact": {"name": c.contact.name, "company": c.contact.company,
+                    "phone": c.contact.phone, "email": c.contact.email},
+        "purpose": t.purpose,
+        "bring": list(c.bring),
+        "questions": list(c.questions),
+        "agenda": list(c.agenda),
+        "next_step": c.next_step,
+        "tags": list(c.tags),
+        "source": str(c.source),
+        "alerts": [{"kind": a.kind.value, "offset": format_offset(a.offset),
+                    "at": a.at.isoformat(timespec="seconds")} for a in t.alerts],
+    }
+
+
+def window(commitments: Sequence[Commitment], now: datetime, days: int) -> tuple[list[Touch], Touch | None]:
+    """Touches in the next `days` days, and the first one after, for "nothing soon"."""
+    until = now + timedelta(days=days)
+    items = upcoming(commitments, now, until)
+    later = upcoming(commitments, until, datetime.max.replace(tzinfo=timezone.utc)) if not items else []
+    return items, (later[0] if later else None)
+
+
+__all__ = ["AlertKind", "render_json", "render_text", "summary", "touch_json", "window"]

@@ -1,0 +1,121 @@
+"""Thin commands over the core, and the one error handler that maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TextIO
+
+from . import __version__
+from .errors import EX_SOFTWARE, InputProblems, ReminderdError
+
+log = logging.getLogger(__name__)
+Command = Callable[[argparse.Namespace], int]
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Config and commitments; raises ConfigError / CommitmentsError / MissingInputError."""
+    from .config import find_config, load_config
+    from .errors import CommitmentsError
+    from .sources import load_sources
+
+    config = load_config(find_config(args.config))
+    loaded = load_sources(config)
+    if loaded.problems:
+        raise CommitmentsError(list(loaded.problems))
+    return config, loaded
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .agenda import summary
+    from .config import find_config, load_config
+    from .sources import load_sources
+
+    config = load_config(find_config(args.config))
+    loaded = load_sources(config)
+    out: TextIO = sys.stdout
+    for problem in loaded.problems:
+        print(problem, file=out)
+    counts = summary(loaded.commitments, loaded.files, config.sms is not None)
+    if loaded.problems:
+        files = len({p.path for p in loaded.problems})
+        print(f"{len(loaded.problems)} error{'s' if len(loaded.problems) != 1 else ''} in {files} "
+              f"file{'s' if files != 1 else ''}; valid so far: {counts}", file=out)
+        return 65
+    print(f"ok: {counts}", file=out)
+    return 0
+
+
+def cmd_agenda(args: argparse.Namespace) -> int:
+    from .agenda import render_json, render_text, window
+
+    config, loaded = _load(args)
+    now = datetime.now(timezone.utc)
+    items, after = window(loaded.commitments, now, args.days)
+    if args.json:
+        json.dump(render_json(items, now, args.days, config.timezone), sys.stdout, indent=2,
+                  ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_text(items, now, args.days, config.timezone, after))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (else $REMINDERD_CONFIG, $XDG_CONFIG_HOME/reminderd/config.yaml, "
+                             "/etc/reminderd/config.yaml)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="more detail in logs and errors")
+    parser = argparse.ArgumentParser(
+        prog="reminderd", parents=[common],
+        description="Never miss a follow-up you promised: commitments from YAML/CSV to calendar "
+                    "alarms and SMS backups.")
+    parser.add_argument("--version", action="version", version=f"reminderd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("validate", parents=[common], help="check config and commitments; list every error")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("agenda", parents=[common], help="upcoming follow-ups with every alert time")
+    p.add_argument("--days", type=int, default=7, metavar="N", help="how many days ahead (default 7)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (schema in README)")
+    p.set_defaults(func=cmd_agenda)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.config = getattr(args, "config", None)
+    args.verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except InputProblems as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return exc.exit_code
+    except ReminderdError as exc:
+        print(f"reminderd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: say so in one line, details only with -v
+        if args.verbose:
+            log.exception("internal error")
+        print(f"reminderd: internal error ({type(exc).__name__}); run with -v for details "
+              "and please report it", file=sys.stderr)
+        return EX_SOFTWARE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""The config file: one declarative spec drives parsing, defaults and messages.
+
+Every option is a row of `SPEC` (section, name, parser, default, help). The
+same rows give the "did you mean" for unknown keys and the messages that
+name the option, the file and the line. Secrets are never read here: an
+option of kind secret becomes a `SecretRef` resolved only when used.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any
+
+from .didyoumean import did_you_mean
+from .errors import ConfigError, InvalidValue, MissingInputError, Problem, SecretError
+from .phone import normalise, valid_region
+from .sources.entries import Defaults, FileContext
+from .sources.csvfile import CSV_COLUMNS
+from .sources.files import read_text
+from .sources.tree import Map, Node, Scalar, Seq, kind_name
+from .sources.yamlfile import parse_yaml
+from .timeparse import get_zone, parse_clock, parse_duration, system_zone_name
+
+SECRET_WAYS = ("env", "file", "command", "credential")
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Where a secret lives; `resolve()` reads it, and nothing ever prints it."""
+
+    option: str  # e.g. "sms.auth_token", for messages
+    way: str  # env | file | command | credential
+    where: str
+
+    def resolve(self) -> str:
+        if self.way == "env":
+            value = os.environ.get(self.where)
+            if not value:
+                raise SecretError(f"{self.option}: environment variable {self.where} is not set")
+            return value.strip()
+        if self.way == "file" or self.way == "credential":
+            base = os.environ.get("CREDENTIALS_DIRECTORY") if self.way == "credential" else None
+            if self.way == "credential" and not base:
+                raise SecretError(f"{self.option}: no $CREDENTIALS_DIRECTORY (set LoadCredential= "
+                                  f"in the unit, or use {self.option.split('.')[-1]}_file)")
+            path = Path(base, self.where) if base else Path(self.where)
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SecretError(f"{self.option}: cannot read {path}: {exc.strerror}") from None
+        try:
+            done = subprocess.run(shlex.split(self.where), capture_output=True, text=True,
+                                  timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SecretError(f"{self.option}: command failed to run ({type(exc).__name__})") from None
+        if done.returncode != 0 or not done.stdout.strip():
+            raise SecretError(f"{self.option}: command exited {done.returncode} without a value")
+        return done.stdout.strip()
+
+    def __repr__(self) -> str:  # the reference, never the value
+        return f"SecretRef({self.option} via {self.way})"
+
+
+# -- parsers for option values: text in, value out, InvalidValue on error
+
+
+def _str(text: str) -> str:
+    return text
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    raise InvalidValue(f"'{text}' must be true or false")
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise InvalidValue(f"'{text}' must be a whole number") from None
+        if not low <= value <= high:
+            raise InvalidValue(f"{value} must be between {low} and {high}")
+        return value
+    return parse
+
+
+def _zone(text: str) -> str:
+    get_zone(text)
+    return text
+
+
+def _region(text: str) -> str:
+    if not valid_region(text):
+        raise InvalidValue(f"'{text}' is not a region code like GR, US or DE")
+    return text.upper()
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise InvalidValue(f"'{text}' must start with http:// or https://")
+    return text
+
+
+def _listen(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidValue(f"'{text}' must be HOST:PORT, like 127.0.0.1:5232")
+    return text
+
+
+def _window(text: str) -> tuple[time, time]:
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise InvalidValue(f"'{text}' must be a window like 21:30-07:30")
+    return parse_clock(start, what="quiet_hours start"), parse_clock(end, what="quiet_hours end")
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise InvalidValue(f"'{text}' must be one of {', '.join(choices)}{did_you_mean(text, choices)}")
+        return text
+    return parse
+
+
+SECRET = object()  # marks a secret option: read through *_env / *_file / *_command / *_credential
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    section: str  # "" for the top level
+    name: str
+    parse: Callable[[str], Any] | object
+    default: Any
+    help: str
+
+
+SPEC: tuple[Option, ...] = (
+    Option("", "timezone", _zone, None, "default zone for commitments (else the system's)"),
+    Option("", "phone_region", _region, None, "region for phone numbers written without +country"),
+    Option("", "state_dir", _str, None, "state database and embedded calendar storage"),
+    Option("calendar", "url", _url, None, "CalDAV server, principal, home or calendar URL; omit for the embedded server"),
+    Option("calendar", "username", _str, None, "CalDAV user name"),
+    Option("calendar", "password", SECRET, None, "CalDAV password"),
+    Option("calendar", "name", _str, "Follow-ups", "calendar display name; created if missing"),
+    Option("calendar", "verify_tls", _bool, True, "check the server's TLS certificate"),
+    Option("calendar", "listen", _listen, "127.0.0.1:5232", "embedded server address"),
+    Option("calendar", "sync_interval", parse_duration, timedelta(minutes=10), "daemon re-sync period"),
+    Option("calendar", "connections", _int(1, 16), 4, "parallel requests during a sync"),
+    Option("sms", "provider", _choice("twilio", "log"), "twilio", "twilio, or log (write SMS to the log only)"),
+    Option("sms", "account_sid", SECRET, ("env", "TWILIO_ACCOUNT_SID"), "Twilio account SID"),
+    Option("sms", "auth_token", SECRET, ("env", "TWILIO_AUTH_TOKEN"), "Twilio auth token"),
+    Option("sms", "api_key_sid", _str, None, "Twilio API key SID (instead of the auth token)"),
+    Option("sms", "api_key_secret", SECRET, None, "Twilio API key secret"),
+    Option("sms", "from", _str, None, "sender number (E.164)"),
+    Option("sms", "messaging_service_sid", _str, None, "Twilio messaging service (instead of from)"),
+    Option("sms", "to", _str, None, "your mobile number"),
+    Option("sms", "api_url", _url, "https://api.twilio.com", "API base URL (Twilio-compatible providers)"),
+    Option("sms", "quiet_hours", _window, None, "no SMS in this window, except for items due in it"),
+    Option("sms", "late_grace", parse_duration, timedelta(minutes=30), "a missed backup is still sent if at most this late"),
+    Option("sms", "digest", lambda t: parse_clock(t, what="digest"), None, "daily agenda SMS time"),
+    Option("sms", "max_segments", _int(1, 10), 2, "longest SMS, in segments"),
+    Option("sms", "template", _str, None, "message template ({when} {title} {who} {phone} {why} {bring})"),
+    Option("sms", "rate_per_minute", _int(1, 6000), 60, "most sends per minute"),
+    Option("sms", "timeout", parse_duration, timedelta(seconds=15), "HTTP timeout per request"),
+)
+SECTIONS = {"calendar", "sms"}
+TOP_KEYS = ("timezone", "phone_region", "state_dir", "commitments", "defaults", "calendar", "sms")
+SOURCE_KEYS = ("path", "columns", "date_format", "encoding", "delimiter", "timezone")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """One commitments file named by the config."""
+
+    path: Path
+    shown: str  # the path as the user wrote it, for messages
+    kind: str  # yaml | csv
+    columns: dict[str, str] | None = None
+    date_format: str | None = None
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    timezone: str
+    phone_region: str | None
+    sources: tuple[SourceSpec, ...]
+    defaults: Defaults
+    state_dir: Path
+    calendar: dict[str, Any]
+    sms: dict[str, Any] | None  # None: SMS off
+    problems: tuple[Problem, ...] = field(default=())
+
+
+def find_config(explicit: str | None) -> Path:
+    """The config path by SPEC's lookup order; MissingInputError if none exists."""
+    if explicit:
+        candidates = [("--config", Path(explicit))]
+    elif os.environ.get("REMINDERD_CONFIG"):
+        candidates = [("$REMINDERD_CONFIG", Path(os.environ["REMINDERD_CONFIG"]))]
+    else:
+        xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        candidates = [("", Path(xdg, "reminderd", "config.yaml")),
+                      ("", Path("/etc/reminderd/config.yaml"))]
+    for _, path in candidates:
+        if path.is_file():
+            return path
+    if candidates[0][0]:
+        raise MissingInputError(f"{candidates[0][1]}: config file not found (from {candidates[0][0]})")
+    looked = ", ".join(str(p) for _, p in candidates)
+    raise MissingInputError(f"no config file found (looked in {looked}); pass --config PATH, "
+                            "e.g. --config config.example.yaml")
+
+
+def load_config(path: Path) -> Config:
+    """Parse and check the config; ConfigError lists every problem (exit 78)."""
+    shown = str(path)
+    text, problem = read_text(str(path), shown)
+    ctx = FileContext(shown, "UTC")
+    if problem is not None:
+        raise ConfigError([problem])
+    assert text is not None
+    root, problem = parse_yaml(text, shown)
+    if problem is not None:
+        raise ConfigError([problem])
+    if not isinstance(root, Map):
+        raise ConfigError([Problem(shown, getattr(root, "line", 1), "the config must be a mapping of options")])
+    ctx.check_keys(root, TOP_KEYS, "the config")
+    values: dict[str, dict[str, Any]] = {"": _section(root, "", ctx)}
+    present: set[str] = set()
+    for section in sorted(SECTIONS):
+        node = root.get(section)
+        if node is None or (isinstance(node, Scalar) and node.is_null):
+            values[section] = _section(Map({}, root.line), section, ctx)
+            continue
+        present.add(section)
+        if not isinstance(node, Map):
+            ctx.problem(node.line, f"'{section}' must be a mapping, not {kind_name(node)}")
+            node = Map({}, node.line)
+        values[section] = _section(node, section, ctx)
+    base_dir = path.parent
+    top = values[""]
+    zone = top["timezone"] or system_zone_name()
+    ctx.zone_name = zone
+    ctx.phone_region = top["phone_region"]
+    defaults = ctx.defaults_from(root.get("defaults"), Defaults())
+    sources = _sources(root.get("commitments"), base_dir, ctx, root.line)
+    sms = values["sms"] if "sms" in present else None
+    if sms is not None:
+        _check_sms(sms, root.get("sms"), ctx)  # type: ignore[arg-type]
+    if ctx.problems:
+        raise ConfigError(ctx.problems)
+    return Config(
+        path=path,
+        timezone=zone,
+        phone_region=top["phone_region"],
+        sources=tuple(sources),
+        defaults=defaults,
+        state_dir=_state_dir(top["state_dir"], base_dir),
+        calendar=values["calendar"],
+        sms=sms,
+    )
+
+
+def _section(node: Map, section: str, ctx: FileContext) -> dict[str, Any]:
+    """Typed values of one section; unknown keys and bad values become problems."""
+    options = [o for o in SPEC if o.section == section]
+    allowed: list[str] = []
+    for o in options:
+        allowed += [f"{o.name}_{way}" for way in SECRET_WAYS] if o.parse is SECRET else [o.name]
+    if section:
+        ctx.check_keys(node, tuple(allowed), f"'{section}'")
+    where = f"{section}." if section else ""
+    values: dict[str, Any] = {}
+    for o in options:
+        if o.parse is SECRET:
+            given = [(way, node.items[f"{o.name}_{way}"]) for way in SECRET_WAYS if f"{o.name}_{way}" in node.items]
+            if len(given) > 1:
+                ctx.problem(given[1][1][0], f"{where}{o.name}: give only one of "
+                            + ", ".join(f"{o.name}_{w}" for w, _ in given))
+            if given:
+                way, (line, value) = given[0]
+                text = ctx.text(value, f"{where}{o.name}_{way}")
+                values[o.name] = SecretRef(f"{where}{o.name}", way, text) if text else None
+            else:
+                values[o.name] = SecretRef(f"{where}{o.name}", *o.default) if o.default else None
+            continue
+        value_node = node.get(o.name)
+        parser: Callable[[str], Any] = o.parse  # type: ignore[assignment]
+        value = ctx.parsed(value_node, f"{where}{o.name}", parser)
+        values[o.name] = o.default if value is None else value
+    return values
+
+
+def _sources(node: Node | None, base: Path, ctx: FileContext, line: int) -> list[SourceSpec]:
+    if node is None or (isinstance(node, Scalar) and node.is_null):
+        ctx.problem(line, "no 'commitments:' list of files in the config")
+        return []
+    items = node.items if isinstance(node, Seq) else [node]
+    specs: list[SourceSpec] = []
+    for item in items:
+        if isinstance(item, Scalar):
+            entry: dict[str, Any] = {"path": ctx.text(item, "commitments")}
+        elif isinstance(item, Map):
+            ctx.check_keys(item, SOURCE_KEYS, "a commitments entry")
+            entry = {k: ctx.text(item.get(k), k) for k in SOURCE_KEYS if k != "columns"}
+            entry["columns"] = _columns(item.get("columns"), ctx)
+            if entry["timezone"]:
+                ctx.parsed(item.get("timezone"), "timezone", _zone)
+            if entry["delimiter"] is not None and len(entry["delimiter"]) != 1:
+                ctx.problem(item.get("delimiter").line, "delimiter must be one character")  # type: ignore[union-attr]
+        else:
+            ctx.problem(item.line, "each commitments entry is a path or a mapping with 'path:'")
+            continue
+        if not entry.get("path"):
+            ctx.problem(item.line, "commitments entry has no path")
+            continue
+        raw = str(entry["path"])
+        full = Path(os.path.expanduser(raw))
+        full = full if full.is_absolute() else base / full
+        suffix = full.suffix.lower()
+        kind = "csv" if suffix in (".csv", ".tsv") else "yaml" if suffix in (".yaml", ".yml") else ""
+        if not kind:
+            ctx.problem(item.line, f"'{raw}': use a .yaml, .yml or .csv file")
+            continue
+        if kind == "yaml" and (entry.get("columns") or entry.get("date_format")):
+            ctx.problem(item.line, f"'{raw}': columns and date_format apply to CSV files only")
+        specs.append(SourceSpec(
+            path=full, shown=raw if not os.path.isabs(raw) else str(full), kind=kind,
+            columns=entry.get("columns"), date_format=entry.get("date_format"),
+            encoding=entry.get("encoding") or "utf-8",
+            delimiter=entry.get("delimiter") or ("\t" if suffix == ".tsv" else ","),
+            timezone=entry.get("timezone"),
+        ))
+    return specs
+
+
+def _columns(node: Node | None, ctx: FileContext) -> dict[str, str] | None:
+    if node is None:
+        return None
+    if not isinstance(node, Map):
+        ctx.problem(node.line, "'columns' maps our keys to the export's headers, e.g. {title: Subject}")
+        return None
+    ctx.check_keys(node, CSV_COLUMNS, "columns")
+    mapped = {key: ctx.text(value, f"columns.{key}") for key, (_, value) in node.items.items()}
+    return {k: v for k, v in mapped.items() if v}
+
+
+def _check_sms(sms: dict[str, Any], node: Map, ctx: FileContext) -> None:
+    """Cross-option rules: numbers valid, a sender for Twilio."""
+    for key in ("to", "from"):
+        if sms[key]:
+            try:
+                sms[key] = normalise(sms[key], ctx.phone_region)
+            except InvalidValue as exc:
+                ctx.problem(node.items[key][0], f"sms.{key}: {exc}")
+    if sms["provider"] == "twilio":
+        if not sms["to"]:
+            ctx.problem(node.line, "sms.to is required: the number the reminders go to")
+        if not sms["from"] and not sms["messaging_service_sid"]:
+            ctx.problem(node.line, "sms needs 'from' (a number) or 'messaging_service_sid'")
+
+
+def _state_dir(given: str | None, base: Path) -> Path:
+    if given:
+        path = Path(os.path.expanduser(given))
+        return path if path.is_absolute() else base / path
+    if os.environ.get("STATE_DIRECTORY"):  # systemd's StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg, "reminderd")

@@ -1,0 +1,90 @@
+"""Error types, each carrying the exit code the CLI turns it into.
+
+Exit codes follow sysexits(3), as SPEC's command table says: 65 bad
+commitments (EX_DATAERR), 66 missing input (EX_NOINPUT), 69 server
+unreachable (EX_UNAVAILABLE), 78 bad config (EX_CONFIG). Adapters turn
+library exceptions into these so the CLI has one error handler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EX_OK = 0
+EX_FAILURE = 1
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_CONFIG = 78
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with an input file, at a line (1-based)."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class ReminderdError(Exception):
+    """Base of every error we raise on purpose; never shown as a traceback."""
+
+    exit_code = EX_FAILURE
+
+
+class InputProblems(ReminderdError):
+    """A list of problems found in input files (all of them, not the first)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class CommitmentsError(InputProblems):
+    exit_code = EX_DATAERR
+
+
+class ConfigError(InputProblems):
+    exit_code = EX_CONFIG
+
+
+class MissingInputError(ReminderdError):
+    """A file named by the user (config or commitments) does not exist."""
+
+    exit_code = EX_NOINPUT
+
+
+class SecretError(ReminderdError):
+    """A secret could not be resolved; the message never contains the secret."""
+
+    exit_code = EX_CONFIG
+
+
+class ServerUnreachable(ReminderdError):
+    exit_code = EX_UNAVAILABLE
+
+
+class MassDeleteRefused(ReminderdError):
+    exit_code = EX_FAILURE
+
+
+class SmsError(ReminderdError):
+    """A provider refused or failed a send; `permanent` says whether a retry can help."""
+
+    exit_code = EX_FAILURE
+
+    def __init__(self, message: str, *, permanent: bool, code: int | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+        self.status = status
+
+
+class InvalidValue(Exception):
+    """A single value is wrong; the source that read it adds `path:line`."""

@@ -1,0 +1,158 @@
+"""The domain: commitments, their touches and the alerts of each touch.
+
+Frozen values and pure functions, no I/O. A commitment is what the user
+wrote; a touch is one dated contact (the first, then each follow-up of the
+cadence); an alert is one instant at which the user is reminded of a touch
+(a calendar alarm or an SMS backup).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from .timeparse import next_weekday, wall_clock_shift
+
+CHANNELS = ("call", "visit", "video", "email", "other")
+
+
+class Status(enum.Enum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class AlertKind(enum.Enum):
+    ALARM = "alarm"
+    SMS = "sms"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where a commitment was written: the file and the line of its entry."""
+
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    name: str | None = None
+    company: str | None = None
+    phone: str | None = None  # E.164, normalised by the source
+    email: str | None = None
+
+    def label(self) -> str | None:
+        """`Alex Valassidis (ACME)`, or whichever part is known."""
+        if self.name and self.company:
+            return f"{self.name} ({self.company})"
+        return self.name or self.company
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """One step of the cadence: `after` the previous touch, same local time."""
+
+    after: timedelta
+    purpose: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Commitment:
+    id: str
+    title: str
+    start: datetime  # aware, in the commitment's zone (a ZoneInfo)
+    duration: timedelta
+    channel: str = "call"
+    contact: Contact = field(default_factory=Contact)
+    purpose: str | None = None
+    agenda: tuple[str, ...] = ()
+    questions: tuple[str, ...] = ()
+    bring: tuple[str, ...] = ()
+    next_step: str | None = None
+    alarms: tuple[timedelta, ...] = ()
+    sms: tuple[timedelta, ...] = ()
+    follow_ups: tuple[FollowUp, ...] = ()
+    skip_weekends: bool = False
+    status: Status = Status.OPEN
+    tags: tuple[str, ...] = ()
+    source: SourceRef = SourceRef("-", 0)
+
+    @property
+    def zone_name(self) -> str:
+        return str(getattr(self.start.tzinfo, "key", self.start.tzinfo))
+
+    @property
+    def active(self) -> bool:
+        """Open commitments alert; done and cancelled ones never do."""
+        return self.status is Status.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: AlertKind
+    offset: timedelta
+    at: datetime  # aware, same zone as the touch
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """One dated contact of a commitment: index 0 is the first, then follow-ups."""
+
+    commitment: Commitment
+    index: int
+    start: datetime
+    purpose: str | None
+
+    @property
+    def key(self) -> str:
+        """Stable identity of this touch, used in UIDs and send keys."""
+        return f"{self.commitment.id}#{self.index}"
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.commitment.duration
+
+    @property
+    def alerts(self) -> tuple[Alert, ...]:
+        """Alarms and SMS backups, each an absolute instant, in time order."""
+        c = self.commitment
+        if not c.active:
+            return ()
+        items = [Alert(AlertKind.ALARM, off, self.start + off) for off in c.alarms]
+        items += [Alert(AlertKind.SMS, off, self.start + off) for off in c.sms]
+        return tuple(sorted(items, key=lambda a: (a.at, a.kind.value)))
+
+
+def touches(commitment: Commitment) -> tuple[Touch, ...]:
+    """The first touch and one per follow-up, each after the previous one.
+
+    Follow-ups keep the local time of day across DST changes. With
+    `skip_weekends`, a follow-up landing on Saturday or Sunday moves to the
+    Monday after, and the next one counts from there. The first touch is the
+    user's own `when` and is never moved.
+    """
+    result = [Touch(commitment, 0, commitment.start, commitment.purpose)]
+    previous = commitment.start
+    for index, step in enumerate(commitment.follow_ups, start=1):
+        start = wall_clock_shift(previous, step.after)
+        if commitment.skip_weekends and start.weekday() >= 5:
+            shift = next_weekday(start.date()) - start.date()
+            start = wall_clock_shift(start, shift)
+        result.append(Touch(commitment, index, start, step.purpose or commitment.purpose))
+        previous = start
+    return tuple(result)
+
+
+def upcoming(commitments: list[Commitment] | tuple[Commitment, ...], since: datetime,
+             until: datetime) -> list[Touch]:
+    """Touches of open commitments starting in [since, until), in time order."""
+    found = [
+        t for c in commitments if c.active for t in touches(c) if since <= t.start < until
+    ]
+    found.sort(key=lambda t: (t.start.astimezone(timezone.utc), t.key))
+    return found

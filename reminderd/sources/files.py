@@ -1,0 +1,49 @@
+"""Reading an input file to text: size limit, BOM, encoding errors with their line."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import MissingInputError, Problem
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+"""A commitments file over this is refused: 10,000 commitments take about 4 MB
+of YAML, so a bigger file is almost surely the wrong file, and reading it
+whole would cost the daemon memory for nothing."""
+
+
+def read_text(path: str, shown: str, encoding: str = "utf-8") -> tuple[str | None, Problem | None]:
+    """The file's text, or a problem naming the line where it went wrong.
+
+    Raises MissingInputError when the file does not exist (exit 66).
+    """
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            return None, Problem(shown, 1, f"file is {size / 1e6:.1f} MB, over the "
+                                 f"{MAX_FILE_BYTES // (1024 * 1024)} MB limit for a commitments file")
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise MissingInputError(f"{shown}: file not found") from None
+    except IsADirectoryError:
+        return None, Problem(shown, 1, "is a directory, not a file")
+    except OSError as exc:
+        return None, Problem(shown, 1, f"cannot read: {exc.strerror}")
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        hint = " (save it as UTF-8, or set 'encoding' for this file in the config)" if codec == "utf-8-sig" else ""
+        return None, Problem(shown, line, f"byte 0x{data[exc.start]:02x} at column {column} "
+                             f"is not valid {encoding}{hint}")
+    except LookupError:
+        return None, Problem(shown, 1, f"unknown encoding '{encoding}'")
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        return None, Problem(shown, line, "contains a NUL byte: this is not a text file")
+    if not text.strip():
+        return None, Problem(shown, 1, "file is empty")
+    return text, None

@@ -1,0 +1,53 @@
+"""A tiny value tree that remembers the line of every value.
+
+Both sources (YAML and CSV) turn a file into these nodes, and one builder
+(`entries.py`) turns nodes into commitments, so an error in either format
+names the same `path:line`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+
+@dataclass(slots=True)
+class Scalar:
+    """A leaf as written. `tag` is `str`, `int`, `float`, `bool`, `null` or `timestamp`."""
+
+    text: str
+    line: int
+    tag: str = "str"
+
+    @property
+    def is_null(self) -> bool:
+        return self.tag == "null" or (self.tag == "str" and self.text.strip() == "")
+
+
+@dataclass(slots=True)
+class Seq:
+    items: list[Node]
+    line: int
+
+
+@dataclass(slots=True)
+class Map:
+    """Keys in file order; each key keeps its own line for error messages."""
+
+    items: dict[str, tuple[int, Node]]
+    line: int
+
+    def get(self, key: str) -> Node | None:
+        found = self.items.get(key)
+        return found[1] if found else None
+
+
+Node = Union[Scalar, Seq, Map]
+
+
+def kind_name(node: Node) -> str:
+    if isinstance(node, Map):
+        return "a mapping"
+    if isinstance(node, Seq):
+        return "a list"
+    return "empty" if node.is_null else f"'{node.text}'"
