@@ -25,6 +25,7 @@ MAX_OFFSET = timedelta(days=366)
 OFFSET_HELP = "write it like -1d, -1h30m, -10m, -45s, 0m, +15m or ISO 8601 -PT15M"
 
 
+@functools.lru_cache(maxsize=1024)  # the same few offsets repeat across thousands of entries
 def parse_offset(text: str) -> timedelta:
     """Parse a signed offset relative to a start; unsigned means after.
 
@@ -44,6 +45,7 @@ def parse_offset(text: str) -> timedelta:
     return -delta if match.group("sign") == "-" else delta
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     """Parse a positive length of time such as `15m`, `1h30m` or `PT20M`."""
     raw = text.strip()
