@@ -12,6 +12,7 @@ from typing import TextIO
 
 from . import __version__
 from .errors import EX_SOFTWARE, InputProblems, ReminderdError
+from .logs import setup_logging
 
 log = logging.getLogger(__name__)
 Command = Callable[[argparse.Namespace], int]
@@ -65,6 +66,35 @@ def cmd_agenda(args: argparse.Namespace) -> int:
     return 0
 
 
+def open_state(config):  # type: ignore[no-untyped-def]
+    from .sync.state import StateDB
+
+    return StateDB(config.state_dir / "state.sqlite3")
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from .calendar import open_calendar
+    from .sync.engine import sync_calendar
+
+    config, loaded = _load(args)  # a file that fails to parse stops here: nothing is deleted
+    db = open_state(config)
+    try:
+        with open_calendar(config, db) as cal:
+            result = sync_calendar(cal, db, loaded.commitments, dry_run=args.dry_run,
+                                   force=args.force, connections=config.calendar["connections"])
+            for error in result.errors:
+                print(f"error: {error}", file=sys.stderr)
+            print(result.line())
+            if not config.calendar["url"]:
+                print(f"calendar: {cal.url} (embedded; subscribe to it from a calendar app on this machine)")
+            if not args.dry_run:
+                db.set("last_sync", {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                     "result": result.line(), "errors": result.errors[:20]})
+    finally:
+        db.close()
+    return 1 if result.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
@@ -86,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=7, metavar="N", help="how many days ahead (default 7)")
     p.add_argument("--json", action="store_true", help="machine-readable output (schema in README)")
     p.set_defaults(func=cmd_agenda)
+    p = sub.add_parser("sync", parents=[common], help="one reconcile of the calendar")
+    p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
+    p.add_argument("--force", action="store_true", help="allow a sync that deletes most owned events")
+    p.set_defaults(func=cmd_sync)
     return parser
 
 
@@ -94,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.config = getattr(args, "config", None)
     args.verbose = getattr(args, "verbose", False)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         return int(args.func(args))
     except InputProblems as exc:

@@ -88,3 +88,9 @@ class SmsError(ReminderdError):
 
 class InvalidValue(Exception):
     """A single value is wrong; the source that read it adds `path:line`."""
+
+
+class AuthFailed(ReminderdError):
+    """The server refused our credentials: a config problem, not an outage."""
+
+    exit_code = EX_CONFIG

@@ -43,6 +43,8 @@ def parse_yaml(text: str, path: str) -> tuple[Node | None, Problem | None]:
         return _build(yaml.parse(text, Loader=_Loader)), None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark is not None and mark is not None and mark.index >= len(text.rstrip()):
+            mark = exc.context_mark  # hit the end of the file: where the unclosed thing began helps more
         line = mark.line + 1 if mark is not None else 1
         what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         return None, Problem(path, line, f"YAML syntax error: {what}")

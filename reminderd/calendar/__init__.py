@@ -1,0 +1,53 @@
+"""Calendar access: the CalDAV adapter (`dav`) and the embedded server (`embedded`)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .dav import DavCalendar, discover
+from .embedded import EMBEDDED_NO_AUTH, EmbeddedServer, port_in_use
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..sync.state import StateDB
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def open_calendar(config: Config, db: StateDB, *, serve: bool = True) -> Iterator[DavCalendar]:
+    """The configured calendar, discovered once and remembered in the state.
+
+    Without `calendar.url` the embedded server is used: started here if
+    nothing listens on its address yet (`serve`), else reached as a client
+    (a running daemon serves it).
+    """
+    cal = config.calendar
+    secret = cal["password"]
+    password = secret.resolve() if secret is not None else None
+    username = cal["username"]
+    server: EmbeddedServer | None = None
+    url = cal["url"]
+    if not url:
+        host, _, port = cal["listen"].rpartition(":")
+        server = EmbeddedServer(cal["listen"], config.state_dir / "calendar", username, password,
+                                str(config.path))
+        username, url = server.username, server.url
+        password = password or EMBEDDED_NO_AUTH
+        if port_in_use(host, int(port)) or not serve:
+            server = None
+        else:
+            server.start()
+    try:
+        key = f"calendar-url:{url}|{cal['name']}|{username or ''}"
+        found = db.get(key)
+        if not found:
+            found = discover(url, username, password, cal["name"], cal["verify_tls"])
+            db.set(key, found)
+        yield DavCalendar(found, username, password, cal["verify_tls"], cal["connections"])
+    finally:
+        if server is not None:
+            server.stop()

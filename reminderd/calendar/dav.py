@@ -1,0 +1,275 @@
+"""The CalDAV adapter: discovery through the `caldav` library, the hot path by hand.
+
+Discovery (principal, calendar home, find or create the calendar by name)
+is what `caldav` does well and happens once per config. The sync's own
+requests (listing, sync-collection, conditional PUT and DELETE) go through a
+kept-alive `requests` session per worker thread with explicit preconditions:
+`If-None-Match: *` to create, `If-Match` to update and delete, on every
+server alike. Library and HTTP errors become our own error types here.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..errors import AuthFailed, ReminderdError, ServerUnreachable
+
+log = logging.getLogger(__name__)
+
+NS = {"d": "DAV:", "cs": "http://calendarserver.org/ns/", "c": "urn:ietf:params:xml:ns:caldav"}
+TIMEOUT = 30
+RETRIES = 4
+
+
+class PreconditionFailed(ReminderdError):
+    """412: the object changed (If-Match) or exists (If-None-Match) on the server."""
+
+
+class InvalidSyncToken(ReminderdError):
+    """The server no longer knows our sync token: fall back to a full listing."""
+
+
+class RequestFailed(ReminderdError):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """What a depth-0 PROPFIND tells about the calendar."""
+
+    sync_token: str | None
+    ctag: str | None
+
+
+def _propfind_body(*props: str) -> bytes:
+    inner = "".join(f"<{p}/>" for p in props)
+    return (f'<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" '
+            f'xmlns:cs="http://calendarserver.org/ns/"><d:prop>{inner}</d:prop></d:propfind>').encode()
+
+
+class DavCalendar:
+    """One calendar collection on a CalDAV server."""
+
+    def __init__(self, url: str, username: str | None, password: str | None,
+                 verify_tls: bool = True, connections: int = 4) -> None:
+        self.url = url if url.endswith("/") else url + "/"
+        self.path = urlsplit(self.url).path
+        self._auth = (username, password or "") if username else None
+        self._verify = verify_tls
+        self._connections = connections
+        self._local = threading.local()
+        self._one_writer = threading.BoundedSemaphore(1)
+        self._writers = threading.BoundedSemaphore(max(1, connections))
+
+    # -- HTTP plumbing
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=1))
+            session.mount("https://", HTTPAdapter(pool_connections=1, pool_maxsize=1))
+            session.auth = self._auth
+            session.verify = self._verify
+            session.headers["User-Agent"] = "reminderd"
+            self._local.session = session
+        return session
+
+    def request(self, method: str, url: str, *, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> requests.Response:
+        """One request, retried on transient failures (5xx, 429, 423 Locked, dropped connections).
+
+        Every request we send is safe to repeat: reads are, and writes carry a
+        precondition, so a repeat of one that landed answers 412 or 404,
+        which the engine understands. Xandikos, for one, answers 500 when
+        two writes touch its git store at once.
+        """
+        for attempt in range(RETRIES + 1):
+            last = attempt == RETRIES
+            try:
+                response = self._session().request(method, url, data=body, headers=headers,
+                                                   timeout=TIMEOUT, allow_redirects=False)
+            except requests.exceptions.SSLError as exc:
+                raise ServerUnreachable(f"{_origin(url)}: TLS error ({type(exc).__name__}); "
+                                        "check the certificate or calendar.verify_tls") from None
+            except requests.RequestException as exc:
+                if last or isinstance(exc, requests.ConnectionError) and attempt >= 1:
+                    raise ServerUnreachable(f"{_origin(url)}: cannot reach the calendar server "
+                                            f"({type(exc).__name__})") from None
+                self._local.session = None
+            else:
+                if response.status_code not in (423, 429, 500, 502, 503, 504) or last:
+                    break
+                if method in ("PUT", "DELETE") and response.status_code in (423, 500):
+                    self._serialise_writes()
+            time.sleep(min(2.0, 0.1 * 2 ** attempt) * (0.5 + random.random()))
+        if response.status_code == 401:
+            raise AuthFailed(f"{_origin(url)} refused the credentials "
+                             "(check calendar.username and the password)")
+        if response.status_code in (502, 503, 504):
+            raise ServerUnreachable(f"{_origin(url)}: server unavailable (HTTP {response.status_code})")
+        return response
+
+    def _multistatus(self, method: str, body: bytes, depth: str) -> ET.Element:
+        response = self.request(method, self.url, body=body, headers={
+            "Depth": depth, "Content-Type": "application/xml; charset=utf-8"})
+        if response.status_code != 207:
+            if method == "REPORT" and response.status_code in (403, 409, 400, 412):
+                raise InvalidSyncToken(f"sync token refused (HTTP {response.status_code})")
+            raise RequestFailed(f"{method} {self.path}: HTTP {response.status_code}", response.status_code)
+        try:
+            return ET.fromstring(response.content)
+        except ET.ParseError:
+            raise RequestFailed(f"{method} {self.path}: unreadable XML reply") from None
+
+    def _serialise_writes(self) -> None:
+        """After a lock conflict, send one write at a time (Xandikos's git store needs it)."""
+        if self._writers is not self._one_writer:
+            log.debug("%s: write conflict; sending writes one at a time from now on", self.path)
+            self._writers = self._one_writer
+
+    # -- reading
+
+    def collection(self) -> Collection:
+        root = self._multistatus("PROPFIND", _propfind_body("d:sync-token", "cs:getctag"), "0")
+        token = root.findtext(".//d:prop/d:sync-token", namespaces=NS)
+        ctag = root.findtext(".//d:prop/cs:getctag", namespaces=NS)
+        return Collection(token or None, ctag or None)
+
+    def listing(self) -> dict[str, str | None]:
+        """Every object in the calendar: href path -> ETag (one PROPFIND)."""
+        root = self._multistatus("PROPFIND", _propfind_body("d:getetag", "d:resourcetype"), "1")
+        found: dict[str, str | None] = {}
+        for item in root.findall("d:response", NS):
+            href = self._href(item)
+            if href is None or href.rstrip("/") == self.path.rstrip("/"):
+                continue
+            if item.find(".//d:resourcetype/d:collection", NS) is not None:
+                continue
+            found[href] = item.findtext(".//d:getetag", namespaces=NS)
+        return found
+
+    def changes(self, token: str) -> tuple[dict[str, str | None], set[str], str | None]:
+        """RFC 6578 sync-collection: (changed href -> ETag, deleted hrefs, new token)."""
+        body = ('<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:">'
+                f"<d:sync-token>{_xml_text(token)}</d:sync-token><d:sync-level>1</d:sync-level>"
+                "<d:prop><d:getetag/></d:prop></d:sync-collection>").encode()
+        root = self._multistatus("REPORT", body, "1")
+        changed: dict[str, str | None] = {}
+        deleted: set[str] = set()
+        for item in root.findall("d:response", NS):
+            href = self._href(item)
+            if href is None or href.rstrip("/") == self.path.rstrip("/"):
+                continue
+            status = item.findtext("d:status", namespaces=NS) or ""
+            if " 404" in status:
+                deleted.add(href)
+            else:
+                changed[href] = item.findtext(".//d:getetag", namespaces=NS)
+        return changed, deleted, root.findtext("d:sync-token", namespaces=NS)
+
+    def get(self, href: str) -> tuple[bytes, str | None] | None:
+        response = self.request("GET", self._abs(href))
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise RequestFailed(f"GET {href}: HTTP {response.status_code}", response.status_code)
+        return response.content, response.headers.get("ETag")
+
+    # -- writing, always conditional
+
+    def put(self, href: str, data: bytes, etag: str | None, create: bool) -> str | None:
+        """Create (If-None-Match: *) or update (If-Match). Returns the new ETag if given."""
+        headers = {"Content-Type": "text/calendar; charset=utf-8"}
+        if create:
+            headers["If-None-Match"] = "*"
+        elif etag:
+            headers["If-Match"] = etag
+        with self._writers:
+            response = self.request("PUT", self._abs(href), body=data, headers=headers)
+        if response.status_code == 412:
+            raise PreconditionFailed(f"PUT {href}: changed or exists on the server (412)")
+        if response.status_code not in (200, 201, 204):
+            raise RequestFailed(f"PUT {href}: HTTP {response.status_code} "
+                                f"{_short(response.text)}", response.status_code)
+        return response.headers.get("ETag")
+
+    def delete(self, href: str, etag: str | None) -> None:
+        headers = {"If-Match": etag} if etag else {}
+        with self._writers:
+            response = self.request("DELETE", self._abs(href), headers=headers)
+        if response.status_code == 412:
+            raise PreconditionFailed(f"DELETE {href}: changed on the server (412)")
+        if response.status_code not in (200, 204, 404):
+            raise RequestFailed(f"DELETE {href}: HTTP {response.status_code}", response.status_code)
+
+    # -- helpers
+
+    def href_for(self, name: str) -> str:
+        return self.path + name
+
+    def _abs(self, href: str) -> str:
+        return urljoin(self.url, href)
+
+    def _href(self, item: ET.Element) -> str | None:
+        text = item.findtext("d:href", namespaces=NS)
+        if not text:
+            return None
+        return unquote(urlsplit(text.strip()).path)
+
+
+def _xml_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text[:200]
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
+
+
+def discover(url: str, username: str | None, password: str | None, name: str,
+             verify_tls: bool = True) -> str:
+    """The URL of the calendar called `name` (created if missing).
+
+    `url` may be a calendar itself, a principal, a calendar home or a server
+    root; the `caldav` library walks the well-known discovery steps.
+    """
+    import caldav
+    from caldav.lib import error as caldav_error
+
+    probe = DavCalendar(url, username, password, verify_tls)
+    root = probe._multistatus("PROPFIND", _propfind_body("d:resourcetype"), "0")
+    if root.find(".//d:resourcetype/c:calendar", NS) is not None:
+        return probe.url
+    try:
+        client = caldav.DAVClient(url=url, username=username, password=password,
+                                  ssl_verify_cert=verify_tls, timeout=TIMEOUT, enable_rfc6764=False)
+        principal = client.principal()
+        for cal in principal.calendars():
+            if (cal.get_display_name() or "") == name:
+                return str(cal.url)
+        log.info("creating calendar %r on %s", name, _origin(url))
+        created: Any = principal.make_calendar(name=name)
+        return str(created.url)
+    except caldav_error.AuthorizationError:
+        raise AuthFailed(f"{_origin(url)} refused the credentials") from None
+    except Exception as exc:  # caldav raises DAVError, niquests and socket errors alike
+        raise ServerUnreachable(f"{_origin(url)}: calendar discovery failed ({type(exc).__name__}: "
+                                f"{_short(str(exc))})") from None

@@ -1,0 +1,1 @@
+"""Calendar reconcile: `plan` (pure), `state` (SQLite), `engine` (runs a plan)."""

@@ -1,0 +1,265 @@
+"""One calendar sync: read the server's view cheaply, plan, guard, execute in parallel.
+
+The server view comes from the cheapest source the server offers: an RFC
+6578 sync token (one REPORT that lists only what changed), else the
+collection's ctag (one PROPFIND; a full listing only when it moved), else a
+full listing. Writes run on a small pool of kept-alive connections; each
+result is recorded in the state as it lands, so an interrupted sync resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from ..calendar.dav import DavCalendar, InvalidSyncToken, PreconditionFailed
+from ..errors import MassDeleteRefused, ReminderdError
+from ..ical import content_hash, href_name, ownership, render, uid_for, wants_event
+from ..model import Commitment, touches
+from .plan import Action, Adopt, Create, Delete, Desired, Forget, Plan, Record, Update, plan_sync
+from .state import EventRow, StateDB
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SyncResult:
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    recreated: int = 0  # deleted on the server by someone, written again
+    repaired: int = 0  # edited on the server by someone, overwritten from the file
+    errors: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def line(self) -> str:
+        text = (f"{'would be ' if self.dry_run else ''}created {self.created}, updated {self.updated}, "
+                f"deleted {self.deleted}, unchanged {self.unchanged}")
+        extra = []
+        if self.recreated:
+            extra.append(f"{self.recreated} recreated after deletion on the server")
+        if self.repaired:
+            extra.append(f"{self.repaired} restored after edits on the server")
+        if self.errors:
+            extra.append(f"{len(self.errors)} errors")
+        return text + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def desired_events(cal: DavCalendar, commitments: Iterable[Commitment]) -> dict[str, Desired]:
+    found: dict[str, Desired] = {}
+    for c in commitments:
+        for t in touches(c):
+            if wants_event(t):
+                uid = uid_for(t.key)
+                found[uid] = Desired(uid, cal.href_for(href_name(uid)), content_hash(t), t)
+    return found
+
+
+def server_view(cal: DavCalendar, db: StateDB, state: dict[str, EventRow]) -> tuple[dict[str, str | None], dict[str, str | None]]:
+    """(href -> ETag as the server has it now, marker to save after the sync)."""
+    key = f"sync:{cal.url}"
+    saved = db.get(key) or {}
+    known: dict[str, str | None] = {row.href: row.etag for row in state.values()}
+    if saved.get("token"):
+        try:
+            changed, deleted, token = cal.changes(saved["token"])
+            for href in deleted:
+                known.pop(href, None)
+            known.update(changed)
+            return known, {"token": token}
+        except InvalidSyncToken:
+            log.info("the server forgot our sync token; listing the calendar")
+    elif saved.get("ctag"):
+        collection = cal.collection()
+        if collection.ctag and collection.ctag == saved["ctag"]:
+            return known, {"ctag": collection.ctag}
+    collection = cal.collection()
+    listing = cal.listing()
+    return listing, ({"token": collection.sync_token} if collection.sync_token
+                     else {"ctag": collection.ctag})
+
+
+class _Progress:
+    """A progress line on stderr for long syncs, at most once a second."""
+
+    def __init__(self, total: int, out: TextIO | None) -> None:
+        self.total, self.done, self.out = total, 0, out
+        self.last = time.monotonic()
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.out is not None and self.total >= 50 and (now - self.last >= 1 or self.done == self.total):
+            self.last = now
+            print(f"sync: {self.done}/{self.total} changes written", file=self.out, flush=True)
+
+
+def sync_calendar(cal: DavCalendar, db: StateDB, commitments: Iterable[Commitment], *,
+                  dry_run: bool = False, force: bool = False, connections: int = 4,
+                  progress: TextIO | None = sys.stderr) -> SyncResult:
+    """Make the calendar match the commitments; only reminderd's own events are touched."""
+    state = db.events(cal.url)
+    desired = desired_events(cal, commitments)
+    remote, marker = server_view(cal, db, state)
+    plan = plan_sync(desired, state, remote)
+    if plan.mass_delete() and not force:
+        raise MassDeleteRefused(
+            f"this sync would delete {plan.count(Delete)} of the {plan.owned} events reminderd owns; "
+            "nothing was changed. If that is what you want, run `reminderd sync --force`")
+    result = SyncResult(unchanged=plan.unchanged, dry_run=dry_run)
+    if dry_run:
+        for action in plan.actions:
+            _count(result, action)
+        return result
+    for action in plan.actions:  # state-only actions first: cheap and local
+        if isinstance(action, Forget):
+            db.forget_event(cal.url, action.uid)
+        elif isinstance(action, Record):
+            db.put_event(cal.url, EventRow(action.want.uid, action.want.href, action.etag, action.want.hash))
+            result.unchanged += 1
+    writes = plan.writes
+    bar = _Progress(len(writes), progress)
+    with ThreadPoolExecutor(max_workers=max(1, connections), thread_name_prefix="sync") as pool:
+        futures = {pool.submit(_execute, cal, action): action for action in writes}
+        for future in as_completed(futures):
+            action = futures[future]
+            try:
+                outcome = future.result()
+            except ReminderdError as exc:
+                result.errors.append(str(exc))
+                log.warning("sync: %s", exc)
+            else:
+                _record(db, cal, action, outcome, result)
+            bar.step()
+    if writes and marker.get("token"):
+        marker = _confirm_writes(cal, db, str(marker["token"]), {
+            a.want.href for a in writes if not isinstance(a, Delete)})  # type: ignore[union-attr]
+    elif writes and "ctag" in marker:
+        marker = {"ctag": cal.collection().ctag}  # ctag servers: our own writes moved it
+    if not result.errors or "token" in marker:
+        db.set(f"sync:{cal.url}", marker)
+    return result
+
+
+def _confirm_writes(cal: DavCalendar, db: StateDB, token: str, written: set[str]) -> dict[str, str | None]:
+    """Move the sync token past our own writes, checking each one landed as we left it.
+
+    One REPORT from the pre-write token lists our writes (with their ETags,
+    which some servers do not return on PUT) and anything someone else did
+    meanwhile. A write changed again by someone is marked stale so the next
+    sync rewrites it; one deleted meanwhile is forgotten so it is recreated.
+    Without this, a server that reports only net changes (Xandikos) would
+    hide an event deleted after our write forever.
+    """
+    try:
+        changed, deleted, new_token = cal.changes(token)
+    except InvalidSyncToken:
+        return {"token": token}
+    for row in db.events(cal.url).values():
+        if row.href in deleted:
+            db.forget_event(cal.url, row.uid)
+        elif row.href in changed and changed[row.href] != row.etag:
+            if row.href in written and row.etag is None:
+                db.put_event(cal.url, EventRow(row.uid, row.href, changed[row.href], row.hash))
+            else:
+                db.put_event(cal.url, EventRow(row.uid, row.href, changed[row.href], ""))
+    return {"token": new_token}
+
+
+_Outcome = tuple[str, str | None]  # (what happened, new ETag)
+
+
+def _execute(cal: DavCalendar, action: Action) -> _Outcome:
+    """One write on a worker thread; returns what happened for the main thread to record."""
+    if isinstance(action, Create):
+        data = render(action.want.touch)
+        try:
+            return ("recreated" if action.recreate else "created"), cal.put(action.want.href, data, None, create=True)
+        except PreconditionFailed:
+            return _adopt(cal, action.want, None)
+    if isinstance(action, Update):
+        data = render(action.want.touch)
+        try:
+            return ("repaired" if action.drift else "updated"), cal.put(action.want.href, data, action.etag, create=False)
+        except PreconditionFailed:
+            return _adopt(cal, action.want, None)  # changed under us: verify it is ours, then write
+    if isinstance(action, Adopt):
+        return _adopt(cal, action.want, action.etag)
+    assert isinstance(action, Delete)
+    etag = action.etag
+    if action.uid is None:  # an orphan found by name: only delete what is provably ours
+        found = cal.get(action.href)
+        if found is None:
+            return "gone", None
+        if ownership(found[0]) is None:
+            return "foreign", None
+        etag = found[1] or etag
+    try:
+        cal.delete(action.href, etag)
+    except PreconditionFailed:
+        found = cal.get(action.href)
+        if found is None:
+            return "deleted", None
+        if ownership(found[0]) is None:
+            return "foreign", None
+        cal.delete(action.href, found[1])
+    return "deleted", None
+
+
+def _adopt(cal: DavCalendar, want: Desired, etag: str | None) -> _Outcome:
+    found = cal.get(want.href)
+    if found is None:
+        return "created", cal.put(want.href, render(want.touch), None, create=True)
+    data, etag_now = found
+    owner = ownership(data)
+    if owner is None or owner[0] != want.touch.key:
+        raise ReminderdError(f"{want.href}: an event not written by reminderd has this name; left alone")
+    if owner[1] == want.hash:
+        return "adopted", etag_now
+    return "updated", cal.put(want.href, render(want.touch), etag_now, create=False)
+
+
+def _record(db: StateDB, cal: DavCalendar, action: Action, outcome: _Outcome, result: SyncResult) -> None:
+    what, etag = outcome
+    if isinstance(action, Delete):
+        if action.uid is not None:
+            db.forget_event(cal.url, action.uid)
+        if what == "deleted":
+            result.deleted += 1
+        return
+    want = action.want  # type: ignore[union-attr]
+    db.put_event(cal.url, EventRow(want.uid, want.href, etag, want.hash))
+    if what == "created":
+        result.created += 1
+    elif what == "recreated":
+        result.created += 1
+        result.recreated += 1
+    elif what == "repaired":
+        result.updated += 1
+        result.repaired += 1
+    elif what == "updated":
+        result.updated += 1
+    else:  # adopted: already right on the server
+        result.unchanged += 1
+
+
+def _count(result: SyncResult, action: Action) -> None:
+    if isinstance(action, Create):
+        result.created += 1
+        result.recreated += int(action.recreate)
+    elif isinstance(action, (Update, Adopt)):
+        result.updated += 1
+        result.repaired += int(isinstance(action, Update) and action.drift)
+    elif isinstance(action, Delete):
+        result.deleted += 1
+    elif isinstance(action, Record):
+        result.unchanged += 1
+
+

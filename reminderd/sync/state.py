@@ -1,0 +1,103 @@
+"""The state database: what was written to the calendar (and, later, what was sent).
+
+SQLite in WAL mode under the state dir. Every change is one transaction, so
+a `kill -9` at any moment leaves either the old or the new row, never half
+of one. One connection guarded by a lock: the daemon's threads share it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calendar_events (
+    calendar TEXT NOT NULL,
+    uid      TEXT NOT NULL,
+    href     TEXT NOT NULL,
+    etag     TEXT,
+    hash     TEXT NOT NULL,
+    PRIMARY KEY (calendar, uid)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    uid: str
+    href: str
+    etag: str | None
+    hash: str
+
+
+class StateDB:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against process crashes
+        self._db.execute("PRAGMA busy_timeout=30000")
+        with self.transaction() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit: all of it lands, or none of it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- calendar events
+
+    def events(self, calendar: str) -> dict[str, EventRow]:
+        rows = self.query("SELECT uid, href, etag, hash FROM calendar_events WHERE calendar = ?",
+                          (calendar,))
+        return {r[0]: EventRow(*r) for r in rows}
+
+    def put_event(self, calendar: str, row: EventRow) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO calendar_events (calendar, uid, href, etag, hash) "
+                       "VALUES (?, ?, ?, ?, ?)", (calendar, row.uid, row.href, row.etag, row.hash))
+
+    def forget_event(self, calendar: str, uid: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM calendar_events WHERE calendar = ? AND uid = ?", (calendar, uid))
+
+    # -- small values (sync tokens, last sync, ...), stored as JSON
+
+    def get(self, key: str, default: Any = None) -> Any:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def set(self, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                       (key, json.dumps(value)))

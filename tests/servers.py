@@ -1,0 +1,203 @@
+"""Real servers on 127.0.0.1 for the tests, and a recording proxy to count requests.
+
+Radicale and Xandikos are pip packages (test extra) started here directly;
+SabreDAV comes from ../shared/testbed (Debian's php-sabre-dav). A server
+that cannot be started is a skip with the reason, never a silent pass.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTBED = ROOT.parent / "shared" / "testbed"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer from {url} after {timeout}s") from None
+            time.sleep(0.1)
+
+
+@dataclass
+class CalendarServer:
+    name: str
+    url: str  # root or principal URL, for discovery
+    username: str | None
+    password: str | None
+    stop: object = field(repr=False, default=None)
+
+
+def start_radicale(tmp: Path, port: int | None = None) -> tuple[CalendarServer, subprocess.Popen[bytes]]:
+    port = port or free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    users = tmp / "users"
+    users.write_text("alice:secret\n")
+    cmd = [sys.executable, "-m", "radicale", "--config", "", "--server-hosts", f"127.0.0.1:{port}",
+           "--auth-type", "htpasswd", "--auth-htpasswd-filename", str(users),
+           "--auth-htpasswd-encryption", "plain", "--auth-delay", "0",
+           "--storage-filesystem-folder", str(tmp / "collections"), "--logging-level", "warning"]
+    log = open(tmp / "log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_http(f"http://127.0.0.1:{port}/.web/", proc)
+    return CalendarServer("radicale", f"http://127.0.0.1:{port}/", "alice", "secret"), proc
+
+
+def start_xandikos(tmp: Path) -> tuple[CalendarServer, subprocess.Popen[bytes]]:
+    port = free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "xandikos", "serve", "-d", str(tmp / "data"), "--defaults",
+           "-l", "127.0.0.1", "-p", str(port)]
+    log = open(tmp / "log", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_http(f"http://127.0.0.1:{port}/", proc)
+    return CalendarServer("xandikos", f"http://127.0.0.1:{port}/user/", None, None), proc
+
+
+def start_sabredav(tmp: Path) -> tuple[CalendarServer, list[int]]:
+    script = TESTBED / "start-sabredav"
+    if not script.exists():
+        raise RuntimeError(f"{script} not found (the SabreDAV test bed lives in ../shared)")
+    if shutil.which("php") is None and os.geteuid() != 0:
+        raise RuntimeError("php is not installed (apt-get install php-cli php-sabre-dav php-sqlite3)")
+    env = dict(os.environ, TESTBED_STATE=str(tmp), PYTHON=sys.executable)
+    done = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"start-sabredav failed: {done.stderr.strip()[-500:]}")
+    info = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    return (CalendarServer("sabredav", info["URL"], info["CALDAV_USER"], info["CALDAV_PASSWORD"]),
+            [int(info["PID"])])
+
+
+def kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+# -- recording proxy
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    status: int
+    headers: dict[str, str]
+
+
+class RecordingProxy:
+    """A loopback HTTP/1.1 proxy in front of one server that records every request.
+
+    Keep-alive on both sides, so counting does not change the traffic shape.
+    """
+
+    WRITES = {"PUT", "DELETE", "MKCALENDAR", "MKCOL", "PROPPATCH", "POST", "MOVE", "COPY"}
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.host, self.port_up = parts.hostname or "127.0.0.1", parts.port or 80
+        self.seen: list[Seen] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                conn = getattr(self, "_up", None)
+                if conn is None:
+                    conn = self._up = http.client.HTTPConnection(proxy.host, proxy.port_up, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                headers["Host"] = f"{proxy.host}:{proxy.port_up}"
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    reply = conn.getresponse()
+                    data = reply.read()
+                except (OSError, http.client.HTTPException):
+                    self._up = None
+                    conn.close()
+                    self.send_error(502)
+                    return
+                with proxy.lock:
+                    proxy.seen.append(Seen(self.command, self.path, reply.status, dict(self.headers.items())))
+                self.send_response_only(reply.status, reply.reason)
+                for k, v in reply.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_DELETE = do_PROPFIND = do_REPORT = do_MKCALENDAR = _forward
+            do_OPTIONS = do_POST = do_PROPPATCH = do_MKCOL = do_HEAD = _forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.seen.clear()
+
+    def requests(self, *methods: str) -> list[Seen]:
+        with self.lock:
+            return [s for s in self.seen if not methods or s.method in methods]
+
+    def writes(self) -> list[Seen]:
+        """Every write request, including a server-requested retry (423/5xx) of the same one."""
+        return [s for s in self.requests() if s.method in self.WRITES]
+
+    def landed(self) -> list[Seen]:
+        """Writes the server accepted (2xx): what actually changed the calendar."""
+        return [s for s in self.writes() if 200 <= s.status < 300]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def rewrite(self, url: str) -> str:
+        """The same URL, through the proxy."""
+        parts = urlsplit(url)
+        return self.url + parts.path
