@@ -16,9 +16,10 @@ def summary(commitments: Sequence[Commitment], files: int, sms_on: bool) -> str:
     """`3 files, 12 commitments (10 open), 20 touches, 60 alarms, 25 SMS`."""
     open_ = [c for c in commitments if c.active]
     all_touches = [t for c in open_ for t in touches(c)]
-    alarms = sum(len(c.alarms) for t in all_touches for c in (t.commitment,))
-    sms = sum(len(c.sms) for t in all_touches for c in (t.commitment,))
-    return (f"{files} file{'s' if files != 1 else ''}, {len(commitments)} commitments "
+    alarms = sum(len(t.commitment.alarms) for t in all_touches)
+    sms = sum(len(t.commitment.sms) for t in all_touches)
+    return (f"{files} file{'s' if files != 1 else ''}, {len(commitments)} "
+            f"commitment{'s' if len(commitments) != 1 else ''} "
             f"({len(open_)} open), {len(all_touches)} touches, {alarms} alarms, "
             f"{sms} SMS{'' if sms_on else ' (SMS off: no sms section in the config)'}")
 

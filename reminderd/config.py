@@ -8,6 +8,7 @@ option of kind secret becomes a `SecretRef` resolved only when used.
 
 from __future__ import annotations
 
+import codecs
 import os
 import shlex
 import subprocess
@@ -124,6 +125,15 @@ def _window(text: str) -> tuple[time, time]:
     if not sep:
         raise InvalidValue(f"'{text}' must be a window like 21:30-07:30")
     return parse_clock(start, what="quiet_hours start"), parse_clock(end, what="quiet_hours end")
+
+
+def _encoding(text: str) -> str:
+    try:
+        codecs.lookup(text)
+        b"a".decode(text)
+    except (LookupError, UnicodeError, ValueError):
+        raise InvalidValue(f"unknown or unusable encoding '{text}' (e.g. utf-8, cp1252, latin-1)") from None
+    return text
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -262,7 +272,7 @@ def load_config(path: Path) -> Config:
     sources = _sources(root.get("commitments"), base_dir, ctx, root.line)
     sms = values["sms"] if "sms" in present else None
     if sms is not None:
-        _check_sms(sms, root.get("sms"), ctx)  # type: ignore[arg-type]
+        _check_sms(sms, root.get("sms"), root.items["sms"][0], ctx)  # type: ignore[arg-type]
     if ctx.problems:
         raise ConfigError(ctx.problems)
     return Config(
@@ -318,12 +328,18 @@ def _sources(node: Node | None, base: Path, ctx: FileContext, line: int) -> list
             entry: dict[str, Any] = {"path": ctx.text(item, "commitments")}
         elif isinstance(item, Map):
             ctx.check_keys(item, SOURCE_KEYS, "a commitments entry")
-            entry = {k: ctx.text(item.get(k), k) for k in SOURCE_KEYS if k != "columns"}
+            entry = {k: ctx.text(item.get(k), k) for k in SOURCE_KEYS if k not in ("columns", "delimiter")}
             entry["columns"] = _columns(item.get("columns"), ctx)
             if entry["timezone"]:
                 ctx.parsed(item.get("timezone"), "timezone", _zone)
-            if entry["delimiter"] is not None and len(entry["delimiter"]) != 1:
-                ctx.problem(item.get("delimiter").line, "delimiter must be one character")  # type: ignore[union-attr]
+            if entry["encoding"]:
+                ctx.parsed(item.get("encoding"), "encoding", _encoding)
+            delimiter = item.get("delimiter")
+            if delimiter is not None:  # read unstripped: a tab or a space is a fine delimiter
+                if not isinstance(delimiter, Scalar) or len(delimiter.text) != 1 or delimiter.text in "\"\r\n":
+                    ctx.problem(delimiter.line, "delimiter must be one character, like ';' or a tab")
+                else:
+                    entry["delimiter"] = delimiter.text
         else:
             ctx.problem(item.line, "each commitments entry is a path or a mapping with 'path:'")
             continue
@@ -357,11 +373,15 @@ def _columns(node: Node | None, ctx: FileContext) -> dict[str, str] | None:
         ctx.problem(node.line, "'columns' maps our keys to the export's headers, e.g. {title: Subject}")
         return None
     ctx.check_keys(node, CSV_COLUMNS, "columns")
+    for key in ("title", "when"):
+        if key not in node.items:
+            ctx.problem(node.line, f"columns: no column is mapped to '{key}' (e.g. {key}: \"Their header\"); "
+                        "with a mapping only mapped columns are read")
     mapped = {key: ctx.text(value, f"columns.{key}") for key, (_, value) in node.items.items()}
     return {k: v for k, v in mapped.items() if v}
 
 
-def _check_sms(sms: dict[str, Any], node: Map, ctx: FileContext) -> None:
+def _check_sms(sms: dict[str, Any], node: Map, line: int, ctx: FileContext) -> None:
     """Cross-option rules: numbers valid, a sender for Twilio."""
     for key in ("to", "from"):
         if sms[key]:
@@ -371,9 +391,9 @@ def _check_sms(sms: dict[str, Any], node: Map, ctx: FileContext) -> None:
                 ctx.problem(node.items[key][0], f"sms.{key}: {exc}")
     if sms["provider"] == "twilio":
         if not sms["to"]:
-            ctx.problem(node.line, "sms.to is required: the number the reminders go to")
+            ctx.problem(line, "sms.to is required: the number the reminders go to")
         if not sms["from"] and not sms["messaging_service_sid"]:
-            ctx.problem(node.line, "sms needs 'from' (a number) or 'messaging_service_sid'")
+            ctx.problem(line, "sms needs 'from' (a number) or 'messaging_service_sid'")
 
 
 def _state_dir(given: str | None, base: Path) -> Path:

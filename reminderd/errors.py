@@ -28,7 +28,9 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+        # One problem, one line: a value with a newline must not forge another line.
+        message = self.message.replace("\r", "\\r").replace("\n", "\\n")
+        return f"{self.path}:{self.line}: {message}"
 
 
 class ReminderdError(Exception):

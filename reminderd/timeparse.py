@@ -38,10 +38,10 @@ def parse_offset(text: str) -> timedelta:
             raise InvalidValue(f"offset '{text}' has no unit; {OFFSET_HELP}")
         raise InvalidValue(f"bad offset '{text}'; {OFFSET_HELP}")
     parts = {k: int(match.group(k) or 0) for k in "wdhms"}
-    delta = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"],
-                      minutes=parts["m"], seconds=parts["s"])
-    if delta > MAX_OFFSET:
+    seconds = (((parts["w"] * 7 + parts["d"]) * 24 + parts["h"]) * 60 + parts["m"]) * 60 + parts["s"]
+    if seconds > MAX_OFFSET.total_seconds():  # checked before timedelta() can overflow
         raise InvalidValue(f"offset '{text}' is more than a year; {OFFSET_HELP}")
+    delta = timedelta(seconds=seconds)
     return -delta if match.group("sign") == "-" else delta
 
 
@@ -49,12 +49,15 @@ def parse_offset(text: str) -> timedelta:
 def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     """Parse a positive length of time such as `15m`, `1h30m` or `PT20M`."""
     raw = text.strip()
+    help_ = "write it like 15m, 1h30m, 2d or PT20M"
     if raw.startswith(("-", "+")):
-        raise InvalidValue(f"{what} '{text}' must be a plain length like 15m or 2d, without a sign")
+        raise InvalidValue(f"{what} '{text}' must be a plain length without a sign; {help_}")
     try:
         delta = parse_offset(raw)
     except InvalidValue as exc:
-        raise InvalidValue(str(exc).replace("offset", what, 1)) from None
+        reason = "has no unit" if "no unit" in str(exc) else "is more than a year" \
+            if "more than a year" in str(exc) else "is not a length of time"
+        raise InvalidValue(f"{what} '{text}' {reason}; {help_}") from None
     if delta <= timedelta(0):
         raise InvalidValue(f"{what} '{text}' must be longer than zero")
     return delta
@@ -101,6 +104,7 @@ def system_zone_name() -> str:
     return name or "UTC"
 
 
+MIN_YEAR, MAX_YEAR = 1970, 2200  # also keeps follow-up arithmetic far from datetime's limits
 _WHEN_HELP = "write it as YYYY-MM-DD HH:MM, or ISO 8601 with a UTC offset"
 
 
@@ -130,6 +134,8 @@ def parse_when(text: str, zone: ZoneInfo, date_format: str | None = None) -> dat
             parsed = datetime.fromisoformat(candidate)
         except ValueError:
             raise InvalidValue(f"bad date/time '{text}'; {_WHEN_HELP}") from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise InvalidValue(f"when '{text}' is outside the years {MIN_YEAR}-{MAX_YEAR}")
     if parsed.tzinfo is not None:
         return parsed.astimezone(zone)
     return localize(parsed, zone, shown=raw)

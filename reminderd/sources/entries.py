@@ -93,7 +93,9 @@ class FileContext:
         try:
             return parse(value)
         except InvalidValue as exc:
-            self.problem(node.line, f"{key}: {exc}")
+            message = str(exc)
+            self.problem(node.line, message if message.startswith(key.rsplit(".", 1)[-1] + " ")
+                         else f"{key}: {message}")
             return None
 
     def offsets(self, node: Node | None, key: str) -> tuple[timedelta, ...] | None:

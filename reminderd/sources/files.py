@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from ..errors import MissingInputError, Problem
 
@@ -34,16 +35,26 @@ def read_text(path: str, shown: str, encoding: str = "utf-8") -> tuple[str | Non
     try:
         text = data.decode(codec)
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        line = line_of(data, exc.start)
+        column = exc.start - max(data.rfind(b"\n", 0, exc.start), data.rfind(b"\r", 0, exc.start))
         hint = " (save it as UTF-8, or set 'encoding' for this file in the config)" if codec == "utf-8-sig" else ""
         return None, Problem(shown, line, f"byte 0x{data[exc.start]:02x} at column {column} "
                              f"is not valid {encoding}{hint}")
-    except LookupError:
-        return None, Problem(shown, 1, f"unknown encoding '{encoding}'")
+    except (UnicodeError, LookupError):
+        return None, Problem(shown, 1, f"cannot decode the file as '{encoding}'")
     if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        return None, Problem(shown, line, "contains a NUL byte: this is not a text file")
+        return None, Problem(shown, line_of(text, text.index("\x00")),
+                             "contains a NUL byte: this is not a text file")
     if not text.strip():
         return None, Problem(shown, 1, "file is empty")
     return text, None
+
+
+_NEWLINE_B = re.compile(rb"\r\n|\r|\n")
+_NEWLINE_S = re.compile(r"\r\n|\r|\n")
+
+
+def line_of(data: bytes | str, index: int) -> int:
+    """1-based line of `index`, counting CRLF, LF and lone CR (old Mac CSV) as line ends."""
+    pattern = _NEWLINE_B if isinstance(data, bytes) else _NEWLINE_S
+    return len(pattern.findall(data, 0, index)) + 1  # type: ignore[arg-type]

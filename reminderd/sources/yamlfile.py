@@ -17,6 +17,7 @@ from ..errors import InvalidValue, Problem
 from ..model import Commitment
 from ..timeparse import get_zone
 from .entries import FileContext
+from .files import line_of
 from .tree import Map, Node, Scalar, Seq, kind_name
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
@@ -50,7 +51,10 @@ def parse_yaml(text: str, path: str) -> tuple[Node | None, Problem | None]:
         return None, Problem(path, line, f"YAML syntax error: {what}")
     except yaml.YAMLError as exc:  # ReaderError (control characters) and friends
         position = getattr(exc, "position", None)
-        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
+        line = 1
+        if isinstance(position, int):  # libyaml counts bytes of the UTF-8 text, PyYAML characters
+            data = text.encode("utf-8") if _Loader is not yaml.SafeLoader else text
+            line = line_of(data, position)
         reason = getattr(exc, "reason", None) or "invalid YAML"
         return None, Problem(path, line, f"YAML error: {reason}")
     except _Fatal as exc:
@@ -93,7 +97,7 @@ def _build(events: Any) -> Node | None:
         kind = type(event)
         if kind is yaml.ScalarEvent:
             line = event.start_mark.line + 1
-            plain_null = event.style is None and event.tag is None and event.value in _NULLS
+            plain_null = not event.style and event.tag is None and event.value in _NULLS
             node: Node = Scalar(event.value, line, "null" if plain_null else "str")
             if event.anchor:
                 anchors[event.anchor] = node
@@ -117,8 +121,14 @@ def _build(events: Any) -> Node | None:
                 raise _Fatal(line, f"unknown alias '*{event.anchor}'")
             if id(target) in unfinished:
                 raise _Fatal(line, f"alias '*{event.anchor}' refers to itself")
-            # Shared, never copied: an alias bomb costs nothing, and nothing walks deeper than an entry.
-            add(target, line)
+            # A shallow copy that carries the alias's own line; children stay shared,
+            # so an alias bomb costs nothing (nothing walks deeper than an entry).
+            if isinstance(target, Map):
+                add(Map(target.items, line), line)
+            elif isinstance(target, Seq):
+                add(Seq(target.items, line), line)
+            else:
+                add(Scalar(target.text, line, target.tag), line)
     return root
 
 
@@ -129,7 +139,7 @@ def commitments_from_yaml(text: str, ctx: FileContext) -> list[Commitment]:
     short files, just the list of commitments.
     """
     root, problem = parse_yaml(text, ctx.path)
-    if root is None:
+    if root is None or (isinstance(root, Scalar) and root.is_null):
         ctx.problems.append(problem or Problem(ctx.path, 1, "file is empty"))
         return []
     entries: Node | None = root
@@ -151,7 +161,9 @@ def commitments_from_yaml(text: str, ctx: FileContext) -> list[Commitment]:
     if isinstance(entries, Scalar) and entries.is_null:
         return []
     if not isinstance(entries, Seq):
-        ctx.problem(entries.line, f"'commitments' must be a list, not {kind_name(entries)}")
+        what = "the file must be a mapping with 'commitments:' (or a list of commitments)" \
+            if entries is root else "'commitments' must be a list"
+        ctx.problem(entries.line, f"{what}, not {kind_name(entries)}")
         return []
     found = []
     for entry in entries.items:
