@@ -66,32 +66,20 @@ def cmd_agenda(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_state(config):  # type: ignore[no-untyped-def]
-    from .sync.state import StateDB
-
-    return StateDB(config.state_dir / "state.sqlite3")
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
-    from .calendar import open_calendar
-    from .sync.engine import sync_calendar
+    from .app import state_db, sync_once
 
     config, loaded = _load(args)  # a file that fails to parse stops here: nothing is deleted
-    db = open_state(config)
+    db = state_db(config)
     try:
-        with open_calendar(config, db) as cal:
-            result = sync_calendar(cal, db, loaded.commitments, dry_run=args.dry_run,
-                                   force=args.force, connections=config.calendar["connections"])
-            for error in result.errors:
-                print(f"error: {error}", file=sys.stderr)
-            print(result.line())
-            if not config.calendar["url"]:
-                print(f"calendar: {cal.url} (embedded; subscribe to it from a calendar app on this machine)")
-            if not args.dry_run:
-                db.set("last_sync", {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                     "result": result.line(), "errors": result.errors[:20]})
+        result, url = sync_once(config, db, loaded.commitments, dry_run=args.dry_run, force=args.force)
     finally:
         db.close()
+    for error in result.errors:
+        print(f"error: {error}", file=sys.stderr)
+    print(result.line())
+    if not config.calendar["url"]:
+        print(f"calendar: {url} (embedded; subscribe to it from a calendar app on this machine)")
     return 1 if result.errors else 0
 
 

@@ -26,6 +26,7 @@ from .sources.csvfile import CSV_COLUMNS
 from .sources.files import read_text
 from .sources.tree import Map, Node, Scalar, Seq, kind_name
 from .sources.yamlfile import parse_yaml
+from .calendar.embedded import is_loopback
 from .timeparse import get_zone, parse_clock, parse_duration, system_zone_name
 
 SECRET_WAYS = ("env", "file", "command", "credential")
@@ -273,6 +274,14 @@ def load_config(path: Path) -> Config:
     sms = values["sms"] if "sms" in present else None
     if sms is not None:
         _check_sms(sms, root.get("sms"), root.items["sms"][0], ctx)  # type: ignore[arg-type]
+    calendar = values["calendar"]
+    cal_node = root.get("calendar")
+    if not calendar["url"] and isinstance(cal_node, Map) and "listen" in cal_node.items:
+        host = calendar["listen"].rpartition(":")[0]
+        if not is_loopback(host) and not (calendar["username"] and calendar["password"]):
+            ctx.problem(cal_node.items["listen"][0], f"calendar.listen {calendar['listen']} is beyond "
+                        "loopback: the embedded server then requires authentication; set "
+                        "calendar.username and calendar.password_env (or _file, _credential)")
     if ctx.problems:
         raise ConfigError(ctx.problems)
     return Config(

@@ -33,8 +33,7 @@ def open_calendar(config: Config, db: StateDB, *, serve: bool = True) -> Iterato
     url = cal["url"]
     if not url:
         host, _, port = cal["listen"].rpartition(":")
-        server = EmbeddedServer(cal["listen"], config.state_dir / "calendar", username, password,
-                                str(config.path))
+        server = EmbeddedServer(cal["listen"], config.state_dir / "calendar", username, password)
         username, url = server.username, server.url
         password = password or EMBEDDED_NO_AUTH
         if port_in_use(host, int(port)) or not serve:
@@ -42,7 +41,7 @@ def open_calendar(config: Config, db: StateDB, *, serve: bool = True) -> Iterato
         else:
             server.start()
     try:
-        key = f"calendar-url:{url}|{cal['name']}|{username or ''}"
+        key = _cache_key(config, url, username)
         found = db.get(key)
         if not found:
             found = discover(url, username, password, cal["name"], cal["verify_tls"])
@@ -51,3 +50,13 @@ def open_calendar(config: Config, db: StateDB, *, serve: bool = True) -> Iterato
     finally:
         if server is not None:
             server.stop()
+
+
+def _cache_key(config: Config, url: str, username: str | None) -> str:
+    return f"calendar-url:{url}|{config.calendar['name']}|{username or ''}"
+
+
+def forget_calendar(db: StateDB) -> None:
+    """Drop every remembered calendar URL: the next open discovers again."""
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM meta WHERE key LIKE 'calendar-url:%'")

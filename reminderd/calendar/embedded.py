@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, Problem, ServerUnreachable
+from ..errors import AuthFailed, ServerUnreachable
 
 log = logging.getLogger(__name__)
 EMBEDDED_USER = "reminderd"
@@ -40,13 +40,12 @@ class EmbeddedServer:
     """Radicale on `listen` in a background thread; `stop()` ends it cleanly."""
 
     def __init__(self, listen: str, storage: Path, username: str | None = None,
-                 password: str | None = None, config_path: str = "config") -> None:
+                 password: str | None = None) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host, int(port)
-        if not is_loopback(host) and not (username and password):
-            raise ConfigError([Problem(config_path, 0, f"calendar.listen {listen} is beyond loopback: set "
-                                       "calendar.username and a password (calendar.password_env/_file) "
-                                       "so the embedded server requires authentication")])
+        if not is_loopback(host) and not (username and password):  # config checks it too
+            raise AuthFailed(f"calendar.listen {listen} is beyond loopback: the embedded server "
+                             "requires authentication (calendar.username and a password)")
         self.username = username or EMBEDDED_USER
         self.password = password
         self.storage = storage

@@ -1,0 +1,47 @@
+"""The facade the CLI and the daemon share: load, sync, remember the outcome."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import TextIO
+
+from .calendar import forget_calendar, open_calendar
+from .calendar.dav import RequestFailed
+from .config import Config
+from .model import Commitment
+from .sync.engine import SyncResult, sync_calendar
+from .sync.state import StateDB
+
+log = logging.getLogger(__name__)
+
+
+def state_db(config: Config) -> StateDB:
+    return StateDB(config.state_dir / "state.sqlite3")
+
+
+def sync_once(config: Config, db: StateDB, commitments: tuple[Commitment, ...], *,
+              dry_run: bool = False, force: bool = False, progress: TextIO | None = sys.stderr,
+              serve: bool = True) -> tuple[SyncResult, str]:
+    """One reconcile; returns the result and the calendar URL.
+
+    A remembered calendar URL that vanished (404: deleted in a calendar app)
+    is forgotten and discovered again, once.
+    """
+    for attempt in (1, 2):
+        try:
+            with open_calendar(config, db, serve=serve) as cal:
+                result = sync_calendar(cal, db, commitments, dry_run=dry_run, force=force,
+                                       connections=config.calendar["connections"], progress=progress)
+                url = cal.url
+            break
+        except RequestFailed as exc:
+            if exc.status != 404 or attempt == 2:
+                raise
+            log.warning("the calendar is gone from the server; finding or creating it again")
+            forget_calendar(db)
+    if not dry_run:
+        db.set("last_sync", {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             "result": result.line(), "errors": result.errors[:20]})
+    return result, url
