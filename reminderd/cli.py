@@ -83,6 +83,95 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
+def cmd_test_sms(args: argparse.Namespace) -> int:
+    from .app import state_db
+    from .config import find_config, load_config
+    from .errors import SmsError
+    from .phone import mask
+    from .sms import make_sender
+    from .sms.outbox import Outbox
+
+    config = load_config(find_config(args.config))
+    if config.sms is None:
+        print("reminderd: no sms section in the config: SMS is off", file=sys.stderr)
+        return 78
+    to = config.sms["to"]
+    if not to:
+        print("reminderd: sms.to is not set", file=sys.stderr)
+        return 78
+    sender = make_sender(config)
+    now = datetime.now(timezone.utc)
+    body = f"reminderd test SMS, {now.astimezone().strftime('%H:%M')}: your follow-up backups reach this phone."
+    db = state_db(config)
+    try:
+        outbox = Outbox(db)
+        key = f"test@{now.isoformat(timespec='seconds')}"
+        outbox.add(key, "test", now, now, {"text": body}, now)
+        outbox.claim(key, body, now)
+        try:
+            sid = sender.send(to, body, 600)
+        except SmsError as exc:
+            outbox.failed(key, str(exc), datetime.now(timezone.utc))
+            print(f"reminderd: test SMS to {mask(to)} failed: {exc}", file=sys.stderr)
+            return 1
+        except ReminderdError as exc:  # Ambiguous: no answer
+            outbox.failed(key, str(exc), datetime.now(timezone.utc))
+            print(f"reminderd: test SMS to {mask(to)}: {exc}", file=sys.stderr)
+            return 1
+        outbox.sent(key, sid, datetime.now(timezone.utc))
+    finally:
+        db.close()
+    print(f"sent a test SMS to {mask(to)} via {sender.name} ({sid})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .app import state_db
+    from .config import find_config, load_config
+    from .phone import mask
+    from .sms.outbox import Outbox
+
+    config = load_config(find_config(args.config))
+    db = state_db(config)
+    try:
+        outbox = Outbox(db)
+        upcoming_rows = outbox.due(datetime.max.replace(tzinfo=timezone.utc), limit=1)
+        doc = {
+            "state_dir": str(config.state_dir),
+            "daemon": db.get("daemon"),
+            "last_sync": db.get("last_sync"),
+            "last_error": db.get("last_error"),
+            "sms": "off" if config.sms is None else config.sms["provider"],
+            "sms_to": mask(config.sms["to"]) if config.sms and config.sms["to"] else None,
+            "next_sms": [{"key": r.key, "at": r.next_try.isoformat(), "title": r.payload.get("title"),
+                          "kind": r.kind} for r in upcoming_rows],
+            "sms_counts": outbox.counts(),
+            "recent_sends": [{"key": r.key, "status": r.status, "at": r.started_at.isoformat() if r.started_at else None,
+                              "sid": r.sid, "error": r.error} for r in outbox.recent(10)],
+        }
+    finally:
+        db.close()
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return 0
+    daemon = doc["daemon"] or {}
+    last = doc["last_sync"] or {}
+    print(f"state:      {doc['state_dir']}")
+    print(f"daemon:     {daemon.get('state', 'not running')}" + (f" since {daemon['since']}" if daemon.get("since") else ""))
+    print(f"last sync:  {last.get('at', 'never')}" + (f" ({last['result']})" if last.get("result") else ""))
+    err = doc["last_error"] or {}
+    print(f"last error: {err.get('at', '') + ' ' + err.get('message', '') if err else 'none'}")
+    print(f"sms:        {doc['sms']}" + (f" to {doc['sms_to']}" if doc["sms_to"] else ""))
+    for r in doc["next_sms"]:
+        print(f"next sms:   {r['at']} {r['title'] or r['kind']} ({r['key']})")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(doc["sms_counts"].items()))
+    print(f"sms counts: {counts or 'none'}")
+    for r in doc["recent_sends"]:
+        print(f"  {r['status']:9s} {r['at'] or '-':25s} {r['key']}" + (f"  {r['error']}" if r["error"] else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
@@ -108,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
     p.add_argument("--force", action="store_true", help="allow a sync that deletes most owned events")
     p.set_defaults(func=cmd_sync)
+    p = sub.add_parser("status", parents=[common], help="last sync, last error, next SMS, recent sends")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("test-sms", parents=[common], help="send one SMS to check credentials and number")
+    p.set_defaults(func=cmd_test_sms)
     return parser
 
 

@@ -27,6 +27,7 @@ from .sources.files import read_text
 from .sources.tree import Map, Node, Scalar, Seq, kind_name
 from .sources.yamlfile import parse_yaml
 from .calendar.embedded import is_loopback
+from .sms.text import check_template
 from .timeparse import get_zone, parse_clock, parse_duration, system_zone_name
 
 SECRET_WAYS = ("env", "file", "command", "credential")
@@ -182,7 +183,7 @@ SPEC: tuple[Option, ...] = (
     Option("sms", "late_grace", parse_duration, timedelta(minutes=30), "a missed backup is still sent if at most this late"),
     Option("sms", "digest", lambda t: parse_clock(t, what="digest"), None, "daily agenda SMS time"),
     Option("sms", "max_segments", _int(1, 10), 2, "longest SMS, in segments"),
-    Option("sms", "template", _str, None, "message template ({when} {title} {who} {phone} {why} {bring})"),
+    Option("sms", "template", lambda t: check_template(t), None, "message template ({when} {title} {who} {phone} {why} {bring})"),
     Option("sms", "rate_per_minute", _int(1, 6000), 60, "most sends per minute"),
     Option("sms", "timeout", parse_duration, timedelta(seconds=15), "HTTP timeout per request"),
 )

@@ -201,3 +201,53 @@ class RecordingProxy:
         """The same URL, through the proxy."""
         parts = urlsplit(url)
         return self.url + parts.path
+
+
+@dataclass
+class TwilioMock:
+    url: str
+    requests_url: str
+    pids: list[int]
+
+    def requests(self) -> list[dict[str, object]]:
+        import json
+
+        with urllib.request.urlopen(self.requests_url, timeout=10) as reply:
+            return list(json.load(reply))
+
+    def clear(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(self.requests_url, method="DELETE"), timeout=10).close()
+
+    def fail_next(self, status: int, code: int, message: str, count: int = 1) -> None:
+        import json
+
+        body = json.dumps({"status": status, "code": code, "message": message, "count": count,
+                           "path_contains": "Messages.json"}).encode()
+        request = urllib.request.Request(self.url + "/__testbed/fail", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def messages(self, accepted_only: bool = True) -> list[dict[str, str]]:
+        """The form fields of every Messages.json POST the provider accepted (2xx), in order.
+
+        A request cut off by a kill arrives without its form (no To, no Body): Prism still
+        answers 201, but no real provider could send it, so it is not counted as a send.
+        """
+        return [r["form"] for r in self.requests()  # type: ignore[misc]
+                if r.get("method") == "POST" and "Messages.json" in str(r.get("path"))
+                and (not accepted_only or (200 <= int(r.get("status") or 0) < 300
+                                           and {"To", "Body"} <= set(r.get("form") or {})))]
+
+
+def start_twilio_mock(tmp: Path) -> TwilioMock:
+    script = TESTBED / "start-twilio-mock"
+    if not script.exists():
+        raise RuntimeError(f"{script} not found (the Twilio mock lives in ../shared/testbed)")
+    if shutil.which("npm") is None and not (Path(os.environ.get("TESTBED_CACHE", "/tmp/testbed-cache"))).exists():
+        raise RuntimeError("node and npm are needed for Prism (apt-get install nodejs npm)")
+    env = dict(os.environ, TESTBED_STATE=str(tmp), PYTHON=sys.executable)
+    done = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"start-twilio-mock failed: {done.stderr.strip()[-500:]}")
+    info = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    return TwilioMock(info["URL"], info["REQUESTS_URL"], [int(info["PID"]), int(info["PRISM_PID"])])

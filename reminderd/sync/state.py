@@ -25,6 +25,24 @@ CREATE TABLE IF NOT EXISTS calendar_events (
     hash     TEXT NOT NULL,
     PRIMARY KEY (calendar, uid)
 );
+CREATE TABLE IF NOT EXISTS sms_outbox (
+    key        TEXT PRIMARY KEY,   -- commitment#touch@offset@start: one send, ever
+    kind       TEXT NOT NULL,      -- backup | digest | test
+    due        TEXT NOT NULL,      -- UTC ISO: when the reminder is for
+    send_at    TEXT NOT NULL,      -- UTC ISO: due, moved out of quiet hours
+    next_try   TEXT NOT NULL,      -- UTC ISO: send_at, or later after a temporary failure
+    deadline   TEXT NOT NULL,      -- UTC ISO: after this the send is useless (missed)
+    payload    TEXT NOT NULL,      -- JSON: what the text is made of, so sends survive a broken file
+    status     TEXT NOT NULL,      -- pending | sending | sent | failed | missed | cancelled
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    ambiguous  INTEGER NOT NULL DEFAULT 0,  -- sends whose outcome a crash or timeout hid
+    started_at TEXT,               -- UTC ISO of the last request start
+    sid        TEXT,
+    error      TEXT,
+    body       TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sms_outbox_next ON sms_outbox (status, next_try);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

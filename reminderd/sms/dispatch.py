@@ -1,0 +1,217 @@
+"""Delivering due sends: late and missed rules, retries with backoff, crash recovery.
+
+The dispatcher decides; it never sleeps. `run_due(now)` sends what is due
+at `now` and is called by the scheduler (APScheduler in the daemon) or by a
+test with its own clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time as _time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from ..errors import SmsError
+from ..model import Commitment, upcoming
+from ..phone import mask
+from .outbox import Outbox, Row
+from .plan import planned_sends
+from .providers import Ambiguous, Sender
+from .text import DEFAULT_TEMPLATE, Parts, compose
+
+log = logging.getLogger(__name__)
+LATE_AFTER = timedelta(minutes=2)  # later than this past its time, a backup says it is late
+MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSettings:
+    to: str
+    zone: ZoneInfo
+    quiet: tuple | None = None  # type: ignore[type-arg]
+    late_grace: timedelta = timedelta(minutes=30)
+    template: str = DEFAULT_TEMPLATE
+    max_segments: int = 2
+    rate_per_minute: int = 60
+    workers: int = 8
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class RateLimiter:
+    """At most `per_minute` starts per minute, spread evenly (thread-safe)."""
+
+    def __init__(self, per_minute: int, sleep: Callable[[float], None] = _time.sleep) -> None:
+        self.interval = 60.0 / per_minute
+        self.next = 0.0
+        self.lock = threading.Lock()
+        self.sleep = sleep
+
+    def wait(self) -> None:
+        with self.lock:
+            now = _time.monotonic()
+            start = max(now, self.next)
+            self.next = start + self.interval
+        if start > now:
+            self.sleep(start - now)
+
+
+class Dispatcher:
+    def __init__(self, outbox: Outbox, sender: Sender, settings: SmsSettings,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.outbox = outbox
+        self.sender = sender
+        self.s = settings
+        self.clock = clock
+        self.limiter = RateLimiter(settings.rate_per_minute)
+        self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="sms")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    # -- planning
+
+    def replan(self, commitments: Iterable[Commitment], now: datetime | None = None) -> dict[str, int]:
+        planned = planned_sends(commitments, quiet=self.s.quiet, zone=self.s.zone, late_grace=self.s.late_grace)
+        counts = self.outbox.reconcile(planned, now or self.clock())
+        if any(counts.values()):
+            log.info("SMS schedule: %s", ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+        return counts
+
+    # -- delivering
+
+    def run_due(self, now: datetime | None = None) -> list[str]:
+        """Send everything due at `now` in parallel; returns each row's outcome."""
+        now = now or self.clock()
+        rows = self.outbox.due(now)
+        return list(self.pool.map(lambda r: self.deliver(r), rows))
+
+    def deliver(self, row: Row) -> str:
+        now = self.clock()
+        if now > row.deadline:
+            reason = f"missed: {int((now - row.send_at).total_seconds() // 60)} min late, over late_grace"
+            self.outbox.missed(row.key, reason, now)
+            log.warning("SMS %s %s", row.key, reason)
+            return "missed"
+        body = self.body(row, late=now - row.send_at > LATE_AFTER)
+        self.limiter.wait()  # before the claim: a crash while waiting leaves nothing in flight
+        if not self.outbox.claim(row.key, body, self.clock()):
+            return "taken"
+        validity = int((max(row.deadline, _start(row)) - self.clock()).total_seconds())
+        try:
+            sid = self.sender.send(self.s.to, body, validity if validity > 0 else 60)
+        except SmsError as exc:
+            return self._failure(row, exc)
+        except Ambiguous as exc:
+            return self._ambiguous(row, str(exc))
+        self.outbox.sent(row.key, sid, self.clock())
+        log.info("SMS %s sent to %s (%s)", row.key, mask(self.s.to), sid)
+        return "sent"
+
+    def body(self, row: Row, late: bool) -> str:
+        p = row.payload
+        if row.kind != "backup":
+            return str(p["text"])
+        start = _start(row).astimezone(ZoneInfo(str(p["zone"])))
+        local_now = self.clock().astimezone(start.tzinfo)
+        when = start.strftime("%H:%M") if start.date() == local_now.date() else start.strftime("%a %d %b %H:%M")
+        parts = Parts(late="LATE reminder: " if late else "", when=when, title=str(p["title"]),
+                      who=f" - {p['who']}" if p.get("who") else "",
+                      phone=f" {p['phone']}" if p.get("phone") else "",
+                      why=f" Why: {p['why']}." if p.get("why") else "",
+                      bring=f" Bring: {p['bring']}." if p.get("bring") else "")
+        return compose(parts, self.s.template, self.s.max_segments)
+
+    def _failure(self, row: Row, exc: SmsError) -> str:
+        now = self.clock()
+        if exc.permanent:
+            self.outbox.failed(row.key, str(exc), now)
+            log.error("SMS %s to %s failed for good: %s", row.key, mask(self.s.to), exc)
+            return "failed"
+        delay = min(MAX_BACKOFF, 2.0 * 2 ** max(0, row.attempts)) * random.uniform(0.5, 1.5)
+        when = now + timedelta(seconds=delay)
+        if when > row.deadline:
+            self.outbox.failed(row.key, f"gave up after {row.attempts + 1} tries: {exc}", now)
+            log.error("SMS %s: gave up, provider still failing past its use: %s", row.key, exc)
+            return "failed"
+        self.outbox.retry_at(row.key, when, str(exc), now)
+        log.warning("SMS %s: %s; retrying in %.0f s", row.key, exc, delay)
+        return "retry"
+
+    def _ambiguous(self, row: Row, why: str) -> str:
+        """The request may have arrived: ask the provider before sending again."""
+        now = self.clock()
+        fresh = self.outbox.get(row.key)
+        assert fresh is not None
+        return self.resolve(fresh, why, now)
+
+    def resolve(self, row: Row, why: str, now: datetime) -> str:
+        try:
+            sid = self.sender.find_sent(self.s.to, row.body or "", row.started_at or now)
+        except Ambiguous:
+            sid = None
+        if sid:
+            self.outbox.sent(row.key, sid, now, note="confirmed by look-up after an interrupted send")
+            log.info("SMS %s: the interrupted send did arrive (%s)", row.key, sid)
+            return "sent"
+        if row.ambiguous >= 1:
+            # one repeat was already spent: sending again could make a third copy
+            self.outbox.sent(row.key, "unconfirmed", now, note=f"outcome unknown twice ({why}); not repeated")
+            log.warning("SMS %s: outcome unknown again; not sending a third time", row.key)
+            return "unconfirmed"
+        self.outbox.ambiguous_retry(row.key, now, why)
+        log.warning("SMS %s: %s; not found at the provider, sending again", row.key, why)
+        return "repeat"
+
+    def recover(self) -> int:
+        """After a crash: every `sending` row is resolved (look-up, then at most one repeat)."""
+        rows = self.outbox.in_flight()
+        for row in rows:
+            self.resolve(row, "interrupted by a restart", self.clock())
+        return len(rows)
+
+    # -- the daily agenda
+
+    def digest(self, commitments: Iterable[Commitment], now: datetime | None = None) -> str | None:
+        """Queue today's agenda SMS (once per day) and return its text."""
+        now = now or self.clock()
+        local = now.astimezone(self.s.zone)
+        day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        today = upcoming(list(commitments), now, (day_start + timedelta(days=1)).astimezone(timezone.utc))
+        missed = self.outbox.missed_since(now - timedelta(days=1))
+        lines = [f"Today {local.strftime('%a %d %b')}: {len(today) or 'no'} follow-up{'s' if len(today) != 1 else ''}."]
+        for t in today:
+            who = t.commitment.contact.label()
+            lines.append(f"{t.start.astimezone(self.s.zone).strftime('%H:%M')} {t.commitment.title}"
+                         + (f" ({who})" if who else ""))
+        if missed:
+            lines.append("Missed backups: " + "; ".join(
+                f"{r.payload.get('title')} {_start(r).astimezone(self.s.zone).strftime('%a %H:%M')}" for r in missed))
+        text = _fit_lines(lines, self.s.max_segments)
+        key = f"digest@{local.date().isoformat()}"
+        if self.outbox.add(key, "digest", now, now + self.s.late_grace, {"text": text}, now):
+            return text
+        return None
+
+
+def _start(row: Row) -> datetime:
+    value = row.payload.get("start")
+    return datetime.fromisoformat(str(value)) if value else row.due
+
+
+def _fit_lines(lines: list[str], max_segments: int) -> str:
+    from .text import segments
+
+    for keep in range(len(lines), 0, -1):
+        text = "\n".join(lines[:keep]) + (f"\n+{len(lines) - keep} more" if keep < len(lines) else "")
+        if segments(text) <= max_segments:
+            return text
+    return lines[0]

@@ -1,0 +1,170 @@
+"""The persistent SMS schedule: one row per send, a small state machine in SQLite.
+
+    pending --claim--> sending --> sent | failed | pending (retry later)
+    pending --> missed (past its deadline) | cancelled (edited away)
+
+A row is marked `sending` in its own committed transaction before the
+request leaves, and `sent` after the answer: a `kill -9` in between leaves
+a `sending` row, which recovery resolves by asking the provider, so a send
+is never lost and never goes out more than twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ..sync.state import StateDB
+from .plan import PlannedSend
+
+ACTIVE = ("pending", "sending")
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    key: str
+    kind: str
+    due: datetime
+    send_at: datetime
+    next_try: datetime
+    deadline: datetime
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    ambiguous: int
+    started_at: datetime | None
+    sid: str | None
+    error: str | None
+    body: str | None
+
+
+_COLUMNS = "key, kind, due, send_at, next_try, deadline, payload, status, attempts, ambiguous, started_at, sid, error, body"
+
+
+def _row(r: tuple[Any, ...]) -> Row:
+    return Row(r[0], r[1], parse_iso(r[2]), parse_iso(r[3]), parse_iso(r[4]), parse_iso(r[5]),
+               json.loads(r[6]), r[7], r[8], r[9], parse_iso(r[10]) if r[10] else None, r[11], r[12], r[13])
+
+
+class Outbox:
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+
+    # -- planning
+
+    def reconcile(self, planned: Mapping[str, PlannedSend], now: datetime, kind: str = "backup") -> dict[str, int]:
+        """Make pending rows match the plan; rows already sent or failed are history and stay."""
+        counts = {"added": 0, "moved": 0, "cancelled": 0, "reopened": 0}
+        stamp = iso(now)
+        with self.db.transaction() as db:
+            existing = {r[0]: (r[1], r[2], r[3]) for r in db.execute(
+                "SELECT key, status, send_at, payload FROM sms_outbox WHERE kind = ?", (kind,))}
+            for key, send in planned.items():
+                payload = json.dumps(send.payload, sort_keys=True)
+                row = existing.get(key)
+                if row is None:
+                    db.execute(f"INSERT INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
+                               "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?)",
+                               (key, kind, iso(send.due), iso(send.send_at), iso(send.send_at),
+                                iso(send.deadline), payload, stamp))
+                    counts["added"] += 1
+                elif row[0] == "cancelled":
+                    db.execute("UPDATE sms_outbox SET status = 'pending', send_at = ?, next_try = ?, "
+                               "deadline = ?, payload = ?, updated_at = ? WHERE key = ?",
+                               (iso(send.send_at), iso(send.send_at), iso(send.deadline), payload, stamp, key))
+                    counts["reopened"] += 1
+                elif row[0] == "pending" and (row[1] != iso(send.send_at) or row[2] != payload):
+                    db.execute("UPDATE sms_outbox SET send_at = ?, next_try = MAX(next_try, ?), deadline = ?, "
+                               "payload = ?, updated_at = ? WHERE key = ?",
+                               (iso(send.send_at), iso(send.send_at), iso(send.deadline), payload, stamp, key))
+                    counts["moved"] += 1
+            gone = [k for k, row in existing.items() if row[0] == "pending" and k not in planned]
+            for key in gone:
+                db.execute("UPDATE sms_outbox SET status = 'cancelled', updated_at = ? WHERE key = ?",
+                           (stamp, key))
+            counts["cancelled"] = len(gone)
+        return counts
+
+    def add(self, key: str, kind: str, due: datetime, deadline: datetime, payload: dict[str, Any],
+            now: datetime) -> bool:
+        """Insert one send (digest, test) unless the key exists; True if added."""
+        with self.db.transaction() as db:
+            cur = db.execute(f"INSERT OR IGNORE INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?)",
+                             (key, kind, iso(due), iso(due), iso(due), iso(deadline),
+                              json.dumps(payload, sort_keys=True), iso(now)))
+            return cur.rowcount == 1
+
+    # -- reading
+
+    def get(self, key: str) -> Row | None:
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE key = ?", (key,))
+        return _row(rows[0]) if rows else None
+
+    def due(self, now: datetime, limit: int = 1000) -> list[Row]:
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'pending' AND next_try <= ? "
+                             "ORDER BY next_try LIMIT ?", (iso(now), limit))
+        return [_row(r) for r in rows]
+
+    def next_time(self) -> datetime | None:
+        rows = self.db.query("SELECT MIN(next_try) FROM sms_outbox WHERE status = 'pending'")
+        return parse_iso(rows[0][0]) if rows and rows[0][0] else None
+
+    def in_flight(self) -> list[Row]:
+        return [_row(r) for r in self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'sending'")]
+
+    def recent(self, limit: int = 10, statuses: tuple[str, ...] = ("sent", "failed", "missed")) -> list[Row]:
+        marks = ",".join("?" for _ in statuses)
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status IN ({marks}) "
+                             "ORDER BY updated_at DESC, key LIMIT ?", (*statuses, limit))
+        return [_row(r) for r in rows]
+
+    def missed_since(self, since: datetime) -> list[Row]:
+        rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'missed' AND kind = 'backup' "
+                             "AND updated_at >= ? ORDER BY due", (iso(since),))
+        return [_row(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        return {s: n for s, n in self.db.query("SELECT status, COUNT(*) FROM sms_outbox GROUP BY status")}
+
+    # -- the state machine, one committed transaction per step
+
+    def claim(self, key: str, body: str, now: datetime) -> bool:
+        """pending -> sending, recording the exact body; False if someone else took it."""
+        with self.db.transaction() as db:
+            cur = db.execute("UPDATE sms_outbox SET status = 'sending', attempts = attempts + 1, "
+                             "started_at = ?, body = ?, updated_at = ? WHERE key = ? AND status = 'pending'",
+                             (iso(now), body, iso(now), key))
+            return cur.rowcount == 1
+
+    def _set(self, key: str, now: datetime, sql: str, *params: Any) -> None:
+        with self.db.transaction() as db:
+            db.execute(f"UPDATE sms_outbox SET {sql}, updated_at = ? WHERE key = ?", (*params, iso(now), key))
+
+    def sent(self, key: str, sid: str, now: datetime, note: str | None = None) -> None:
+        self._set(key, now, "status = 'sent', sid = ?, error = ?", sid, note)
+
+    def failed(self, key: str, error: str, now: datetime) -> None:
+        self._set(key, now, "status = 'failed', error = ?", error)
+
+    def retry_at(self, key: str, when: datetime, error: str, now: datetime) -> None:
+        self._set(key, now, "status = 'pending', next_try = ?, error = ?", iso(when), error)
+
+    def missed(self, key: str, reason: str, now: datetime) -> None:
+        self._set(key, now, "status = 'missed', error = ?", reason)
+
+    def ambiguous_retry(self, key: str, now: datetime, error: str) -> None:
+        """A send whose outcome is unknown goes back to pending, counted, for the one allowed repeat."""
+        self._set(key, now, "status = 'pending', ambiguous = ambiguous + 1, next_try = ?, error = ?",
+                  iso(now), error)

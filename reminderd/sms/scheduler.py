@@ -1,0 +1,71 @@
+"""APScheduler 3 drives the timing: one date job at the next due send, and the daily digest.
+
+One re-armed job instead of one job per send: 10,000 pending sends cost one
+timer, and the scheduler sleeps until it is due (no polling, no idle CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, time, timezone
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from ..model import Commitment
+from .dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
+JOB = "sms-due"
+
+
+class SmsScheduler:
+    def __init__(self, dispatcher: Dispatcher, zone: ZoneInfo, digest: time | None,
+                 commitments: Callable[[], tuple[Commitment, ...]]) -> None:
+        self.dispatcher = dispatcher
+        self.commitments = commitments
+        self.scheduler = BackgroundScheduler(timezone=zone, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        if digest is not None:
+            self.scheduler.add_job(self._digest, "cron", hour=digest.hour, minute=digest.minute,
+                                   id="sms-digest", replace_existing=True)
+
+    def start(self) -> None:
+        recovered = self.dispatcher.recover()
+        if recovered:
+            log.warning("resolved %d SMS interrupted by the last stop", recovered)
+        self.scheduler.start()
+        self.rearm()
+
+    def rearm(self) -> None:
+        """Point the one timer at the earliest pending send (now, if overdue)."""
+        due = self.dispatcher.outbox.next_time()
+        if due is None:
+            if self.scheduler.get_job(JOB):
+                self.scheduler.remove_job(JOB)
+            return
+        run_at = max(due, datetime.now(timezone.utc))
+        self.scheduler.add_job(self._tick, "date", run_date=run_at, id=JOB, replace_existing=True)
+
+    def next_send(self) -> datetime | None:
+        return self.dispatcher.outbox.next_time()
+
+    def _tick(self) -> None:
+        try:
+            self.dispatcher.run_due()
+        except Exception:  # the timer must survive anything a send throws
+            log.exception("SMS dispatch failed; will try again")
+        finally:
+            self.rearm()
+
+    def _digest(self) -> None:
+        text = self.dispatcher.digest(self.commitments())
+        if text is not None:
+            log.info("daily agenda SMS queued")
+        self.rearm()
+
+    def shutdown(self) -> None:
+        """Stop timers, let an in-flight send finish and be recorded."""
+        self.scheduler.shutdown(wait=True)
+        self.dispatcher.close()
