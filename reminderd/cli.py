@@ -172,6 +172,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import find_config
+    from .service import Daemon
+
+    return Daemon(find_config(args.config)).run()
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
@@ -197,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
     p.add_argument("--force", action="store_true", help="allow a sync that deletes most owned events")
     p.set_defaults(func=cmd_sync)
+    p = sub.add_parser("run", parents=[common], help="the daemon: sync, schedule SMS, watch files, re-sync")
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser("status", parents=[common], help="last sync, last error, next SMS, recent sends")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)

@@ -1,0 +1,258 @@
+"""`reminderd run` end to end: a real process, a real Radicale, the Twilio mock.
+
+Everything is waited for with deadlines (polling), never with fixed sleeps
+that assume speed; every server and process stops with the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import requests
+
+from servers import ROOT, CalendarServer, TwilioMock, free_port, kill, start_radicale, start_twilio_mock
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+SID = "AC" + "0123456789abcdef" * 2
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float, step: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+
+
+@pytest.fixture(scope="module")
+def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwilioMock]:
+    try:
+        m = start_twilio_mock(tmp_path_factory.mktemp("twilio"))
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"Twilio mock (Prism) could not be started here: {exc}")
+    yield m
+    for pid in m.pids:
+        kill(pid)
+
+
+class Rig:
+    """A radicale + a daemon + files, all under one tmp dir."""
+
+    def __init__(self, tmp: Path, mock: TwilioMock | None) -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        self.radicale: subprocess.Popen[bytes] | None = None
+        self.server: CalendarServer | None = None
+        self.start_radicale()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.mock = mock
+        self.log = tmp / "daemon.log"
+        sms = ""
+        if mock is not None:
+            sms = ("sms:\n  provider: twilio\n  account_sid_env: TEST_TWILIO_SID\n  auth_token_env: TEST_TWILIO_TOKEN\n"
+                   f"  from: '+15017122661'\n  to: '+30 691 234 5678'\n  api_url: {mock.url}\n"
+                   "  rate_per_minute: 6000\n  late_grace: 10m\n")
+        assert self.server is not None
+        (tmp / "config.yaml").write_text(
+            "timezone: Europe/Athens\nstate_dir: state\ncommitments: [c.yaml]\n"
+            f"calendar:\n  url: {self.server.url}\n  username: alice\n  password_env: TEST_CALDAV_PASSWORD\n"
+            f"  name: Daemon test\n  sync_interval: 1h\n{sms}")
+
+    def start_radicale(self) -> None:
+        self.server, self.radicale = start_radicale(self.tmp / "radicale", self.port)
+
+    def stop_radicale(self) -> None:
+        assert self.radicale is not None
+        kill(self.radicale.pid)
+        self.radicale.wait(timeout=10)
+
+    def write(self, items: list[str]) -> None:
+        path = self.tmp / "c.yaml"
+        tmp = self.tmp / "c.yaml.tmp"
+        tmp.write_text("timezone: Europe/Athens\ncommitments:\n" + "\n".join(items) + "\n")
+        os.replace(tmp, path)  # like an editor's atomic save
+
+    def start(self, extra_env: dict[str, str] | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")}
+        env.update(TEST_TWILIO_SID=SID, TEST_TWILIO_TOKEN="token", TEST_CALDAV_PASSWORD="secret",
+                   PYTHONPATH=str(ROOT), **(extra_env or {}))
+        self.proc = subprocess.Popen([sys.executable, "-m", "reminderd", "--config", str(self.tmp / "config.yaml"),
+                                      "run"], cwd=self.tmp, env=env, stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT)
+        self.wait_log("calendar sync:", 30)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_log(self, fragment: str, timeout: float, after: int = 0) -> None:
+        wait_for(f"log line {fragment!r}", lambda: fragment in self.text()[after:], timeout)
+
+    def summaries(self) -> list[str]:
+        import xml.etree.ElementTree as ET
+
+        import icalendar
+
+        from reminderd.sync.state import StateDB
+
+        db = StateDB(self.tmp / "state" / "state.sqlite3")
+        try:
+            urls = [db.get(k) for (k,) in db.query("SELECT key FROM meta WHERE key LIKE 'calendar-url:%'")]
+        finally:
+            db.close()
+        body = ('<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+                '<d:prop><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter>'
+                '</c:calendar-query>')
+        reply = requests.request("REPORT", urls[0], data=body, auth=("alice", "secret"), timeout=10,
+                                 headers={"Depth": "1", "Content-Type": "application/xml"})
+        found = []
+        for resp in ET.fromstring(reply.content).findall("{DAV:}response"):
+            data = resp.findtext(".//{urn:ietf:params:xml:ns:caldav}calendar-data")
+            if data:
+                found.append(str(icalendar.Calendar.from_ical(data).walk("VEVENT")[0]["SUMMARY"]))
+        return sorted(found)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.radicale is not None:
+            kill(self.radicale.pid)
+
+
+def item(i: int, when: datetime | None = None, **extra: str) -> str:
+    when = when or datetime(2030, 7, 10 + i, 10, 0)
+    fields = {"id": f"c{i}", "title": f"Call customer {i}", "when": f"'{when.strftime('%Y-%m-%dT%H:%M:%S')}"
+              + ("Z'" if when.tzinfo else "'"), "contact": "{name: Alex}", "sms": "[]"}
+    fields.update(extra)
+    return "  - {" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    try:
+        r = Rig(tmp_path, None)
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"Radicale could not be started here: {exc}")
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def sms_rig(tmp_path: Path, mock: TwilioMock) -> Iterator[Rig]:
+    try:
+        r = Rig(tmp_path, mock)
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"Radicale could not be started here: {exc}")
+    yield r
+    r.close()
+
+
+def test_edit_reaches_the_server_within_5s_and_a_broken_edit_deletes_nothing(rig: Rig) -> None:
+    rig.write([item(1), item(2)])
+    rig.start()
+    wait_for("two events", lambda: rig.summaries() == ["Call customer 1", "Call customer 2"], 10)
+    rig.write([item(1), item(2), item(3)])
+    start = time.monotonic()
+    wait_for("the edit on the server", lambda: "Call customer 3" in rig.summaries(), 5)
+    assert time.monotonic() - start < 5
+    mark = len(rig.text())
+    (rig.tmp / "c.yaml").write_text("commitments:\n  - title: [broken\n")
+    rig.wait_log("c.yaml:2: YAML syntax error", 5, after=mark)
+    time.sleep(1.5)
+    assert rig.summaries() == ["Call customer 1", "Call customer 2", "Call customer 3"]
+    assert rig.proc is not None and rig.proc.poll() is None
+    rig.write([item(1), item(2)])  # fixed again: now the removal is real
+    wait_for("the removal", lambda: rig.summaries() == ["Call customer 1", "Call customer 2"], 5)
+    assert rig.stop() == 0
+    assert "stopped cleanly" in rig.text()
+
+
+def test_sighup_reloads(rig: Rig) -> None:
+    rig.write([item(1)])
+    rig.start()
+    mark = len(rig.text())
+    assert rig.proc is not None
+    rig.proc.send_signal(signal.SIGHUP)
+    rig.wait_log("reloaded: 1 commitments", 5, after=mark)
+    assert rig.stop(signal.SIGINT) == 0
+
+
+def test_calendar_outage_of_30s_daemon_stays_up_and_converges(rig: Rig) -> None:
+    rig.write([item(1)])
+    rig.start()
+    rig.stop_radicale()
+    mark = len(rig.text())
+    rig.write([item(1), item(2)])
+    rig.wait_log("calendar sync failed", 10, after=mark)
+    time.sleep(30)
+    assert rig.proc is not None and rig.proc.poll() is None
+    rig.start_radicale()
+    wait_for("convergence after the outage", lambda: rig.summaries() == ["Call customer 1", "Call customer 2"], 60,
+             step=0.5)
+    assert rig.stop() == 0
+
+
+def test_sms_on_time_and_kill_9_restart_sends_no_duplicate(sms_rig: Rig, mock: TwilioMock) -> None:
+    mock.clear()
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    # SMS due 8 s and 25 s from now (one minute before items starting a minute later)
+    first, second = now + timedelta(seconds=68), now + timedelta(seconds=85)
+    sms_rig.write([item(1, first, sms="[-1m]"), item(2, second, sms="[-1m]")])
+    sms_rig.start()
+    posts = lambda: [r for r in mock.requests() if r.get("method") == "POST" and r.get("status") == 201]  # noqa: E731
+    wait_for("the first SMS", lambda: len(posts()) >= 1, 20)
+    arrived = datetime.fromtimestamp(float(posts()[0]["time"]), timezone.utc)  # type: ignore[arg-type]
+    due = first - timedelta(minutes=1)
+    assert timedelta(0) <= arrived - due < timedelta(seconds=2), (due, arrived)
+    assert sms_rig.proc is not None
+    sms_rig.stop(signal.SIGKILL)  # between the two sends
+    sms_rig.start()
+    wait_for("the second SMS", lambda: len(posts()) >= 2, 30)
+    time.sleep(2)
+    bodies = sorted(str(r["form"]["Body"]) for r in posts())  # type: ignore[index]
+    assert len(bodies) == 2 and "Call customer 1" in bodies[0] and "Call customer 2" in bodies[1]
+    arrived = datetime.fromtimestamp(float(posts()[1]["time"]), timezone.utc)  # type: ignore[arg-type]
+    assert timedelta(0) <= arrived - (second - timedelta(minutes=1)) < timedelta(seconds=2)
+    assert sms_rig.stop() == 0
+
+
+def test_notify_socket_gets_ready_and_watchdog(rig: Rig, tmp_path: Path) -> None:
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(15)
+    rig.write([item(1)])
+    rig.start({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+    got: list[str] = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not ({"READY=1", "WATCHDOG=1"} <= set(got)):
+        got += sock.recv(4096).decode().split("\n")
+    assert "READY=1" in got and "WATCHDOG=1" in got
+    assert any(line.startswith("STATUS=") for line in got)
+    assert rig.stop() == 0
+    rest: list[str] = []
+    sock.settimeout(2)
+    try:
+        while "STOPPING=1" not in rest:
+            rest += sock.recv(4096).decode().split("\n")
+    except TimeoutError:
+        pass
+    assert "STOPPING=1" in rest
+    sock.close()
