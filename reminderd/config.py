@@ -414,3 +414,22 @@ def _state_dir(given: str | None, base: Path) -> Path:
         return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
     xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(xdg, "reminderd")
+
+
+def reference_table() -> str:
+    """The README's config reference, made from SPEC (a test keeps the two equal)."""
+    from .timeparse import format_offset
+
+    rows = ["| option | default | what it is |", "|---|---|---|"]
+    for o in SPEC:
+        name = f"{o.section}.{o.name}" if o.section else o.name
+        default = o.default
+        if o.parse is SECRET:
+            name += "_env` / `_file` / `_command` / `_credential"
+            default = f"${default[1]}" if default else None
+        elif isinstance(default, timedelta):
+            default = format_offset(default).lstrip("+")
+        elif isinstance(default, bool):
+            default = str(default).lower()
+        rows.append(f"| `{name}` | {'' if default is None else f'`{default}`'} | {o.help} |")
+    return "\n".join(rows)
