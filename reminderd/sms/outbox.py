@@ -24,7 +24,8 @@ ACTIVE = ("pending", "sending")
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+    """UTC, always to the millisecond: one fixed width, so SQL compares them as text."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def parse_iso(text: str) -> datetime:
