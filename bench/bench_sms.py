@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -23,13 +22,14 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from servers import kill, start_twilio_mock  # noqa: E402
+
 from reminderd.sms.dispatch import Dispatcher, SmsSettings  # noqa: E402
 from reminderd.sms.outbox import Outbox  # noqa: E402
 from reminderd.sms.plan import PlannedSend  # noqa: E402
 from reminderd.sms.providers import TwilioSender  # noqa: E402
 from reminderd.sms.scheduler import SmsScheduler  # noqa: E402
 from reminderd.sync.state import StateDB  # noqa: E402
-from servers import kill, start_twilio_mock  # noqa: E402
 
 SID = "AC" + "0123456789abcdef" * 2
 ATHENS = ZoneInfo("Europe/Athens")

@@ -20,14 +20,14 @@ from typing import Any
 
 from .didyoumean import did_you_mean
 from .errors import ConfigError, InvalidValue, MissingInputError, Problem, SecretError
+from .netaddr import is_loopback
 from .phone import normalise, valid_region
-from .sources.entries import Defaults, FileContext
+from .sms.text import check_template
 from .sources.csvfile import CSV_COLUMNS
+from .sources.entries import Defaults, FileContext
 from .sources.files import read_text
 from .sources.tree import Map, Node, Scalar, Seq, kind_name
 from .sources.yamlfile import parse_yaml
-from .calendar.embedded import is_loopback
-from .sms.text import check_template
 from .timeparse import get_zone, parse_clock, parse_duration, system_zone_name
 
 SECRET_WAYS = ("env", "file", "command", "credential")
@@ -314,8 +314,8 @@ def _section(node: Map, section: str, ctx: FileContext) -> dict[str, Any]:
                 ctx.problem(given[1][1][0], f"{where}{o.name}: give only one of "
                             + ", ".join(f"{o.name}_{w}" for w, _ in given))
             if given:
-                way, (line, value) = given[0]
-                text = ctx.text(value, f"{where}{o.name}_{way}")
+                way, (_, secret_node) = given[0]
+                text = ctx.text(secret_node, f"{where}{o.name}_{way}")
                 values[o.name] = SecretRef(f"{where}{o.name}", way, text) if text else None
             else:
                 values[o.name] = SecretRef(f"{where}{o.name}", *o.default) if o.default else None
@@ -331,7 +331,7 @@ def _sources(node: Node | None, base: Path, ctx: FileContext, line: int) -> list
     if node is None or (isinstance(node, Scalar) and node.is_null):
         ctx.problem(line, "no 'commitments:' list of files in the config")
         return []
-    items = node.items if isinstance(node, Seq) else [node]
+    items: list[Node] = node.items if isinstance(node, Seq) else [node]
     specs: list[SourceSpec] = []
     for item in items:
         if isinstance(item, Scalar):

@@ -125,7 +125,8 @@ def render(touch: Touch, stamp: datetime | None = None) -> bytes:
             event.add_component(alarm)
     cal.add_component(_vtimezone(c.zone_name))
     cal.add_component(event)
-    return cal.to_ical()
+    data: bytes = cal.to_ical()
+    return data
 
 
 def ownership(data: bytes) -> tuple[str, str | None] | None:

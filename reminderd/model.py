@@ -9,6 +9,7 @@ cadence); an alert is one instant at which the user is reminded of a touch
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -148,7 +149,7 @@ def touches(commitment: Commitment) -> tuple[Touch, ...]:
     return tuple(result)
 
 
-def upcoming(commitments: list[Commitment] | tuple[Commitment, ...], since: datetime,
+def upcoming(commitments: Iterable[Commitment], since: datetime,
              until: datetime) -> list[Touch]:
     """Touches of open commitments starting in [since, until), in time order."""
     found = [

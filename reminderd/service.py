@@ -148,7 +148,7 @@ class Daemon:
         files = {self.config_path.resolve()} | {s.path.resolve() for s in config.sources}
         daemon = self
 
-        class Handler(FileSystemEventHandler):  # type: ignore[misc]
+        class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
                 paths = {Path(str(event.src_path)).resolve()}
                 dest = getattr(event, "dest_path", "")

@@ -17,9 +17,16 @@ from pathlib import Path
 import icalendar
 import pytest
 import requests
+from servers import (
+    CalendarServer,
+    RecordingProxy,
+    kill,
+    start_radicale,
+    start_sabredav,
+    start_xandikos,
+)
 
 from reminderd.cli import main
-from servers import CalendarServer, RecordingProxy, kill, start_radicale, start_sabredav, start_xandikos
 
 pytestmark = pytest.mark.server
 _counter = itertools.count()

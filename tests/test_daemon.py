@@ -18,8 +18,15 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from servers import ROOT, CalendarServer, TwilioMock, free_port, kill, start_radicale, start_twilio_mock
+from servers import (
+    ROOT,
+    CalendarServer,
+    TwilioMock,
+    free_port,
+    kill,
+    start_radicale,
+    start_twilio_mock,
+)
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 SID = "AC" + "0123456789abcdef" * 2

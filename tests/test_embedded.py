@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from servers import free_port
 
 from reminderd.cli import main
-from servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,19 +14,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from collections.abc import Iterator
 
 import pytest
-
 from faultproxy import FaultProxy
+from servers import ROOT, TwilioMock, kill, start_twilio_mock
+
 from reminderd.app import state_db
 from reminderd.cli import main
 from reminderd.config import load_config
 from reminderd.sms import make_dispatcher
 from reminderd.sources import load_sources
-from servers import ROOT, TwilioMock, kill, start_twilio_mock
 
 pytestmark = pytest.mark.server
 SID = "AC" + "0123456789abcdef" * 2

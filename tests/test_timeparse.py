@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 
 from reminderd.errors import InvalidValue
 from reminderd.timeparse import (
-    format_offset, get_zone, parse_clock, parse_duration, parse_offset, parse_when,
+    format_offset,
+    get_zone,
+    parse_clock,
+    parse_duration,
+    parse_offset,
+    parse_when,
     wall_clock_shift,
 )
 

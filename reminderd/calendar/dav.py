@@ -259,9 +259,10 @@ def discover(url: str, username: str | None, password: str | None, name: str,
     if root.find(".//d:resourcetype/c:calendar", NS) is not None:
         return probe.url
     try:
-        client = caldav.DAVClient(url=url, username=username, password=password,
+        client_class: Any = caldav.DAVClient
+        client = client_class(url=url, username=username, password=password,
                                   ssl_verify_cert=verify_tls, timeout=TIMEOUT, enable_rfc6764=False)
-        principal = client.principal()
+        principal: Any = client.principal()
         for cal in principal.calendars():
             if (cal.get_display_name() or "") == name:
                 return str(cal.url)

@@ -7,7 +7,6 @@ loopback without authentication.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import threading
@@ -15,19 +14,11 @@ import time
 from pathlib import Path
 
 from ..errors import AuthFailed, ServerUnreachable
+from ..netaddr import is_loopback
 
 log = logging.getLogger(__name__)
 EMBEDDED_USER = "reminderd"
 EMBEDDED_NO_AUTH = "none"  # sent when the server has no auth: Radicale then takes the user name as given
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -137,7 +137,7 @@ def _classify(status: int, code: int | None, message: str | None) -> SmsError:
 def _network(exc: Exception) -> ReminderdError:
     """Connection refused or a connect timeout: nothing left, a retry is safe.
     A read timeout or a dropped reply: the request may have arrived."""
-    chain = []
+    chain: list[str] = []
     current: BaseException | None = exc
     while current is not None and len(chain) < 8:
         chain.append(type(current).__name__)

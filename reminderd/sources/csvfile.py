@@ -36,7 +36,7 @@ def commitments_from_csv(text: str, ctx: FileContext, columns: Mapping[str, str]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     header_line = 1
-    picks: list[tuple[str, int]] = []  # (our key, cell index)
+    picks: list[tuple[str, int]] | None = []  # (our key, cell index)
     found: list[Commitment] = []
     next_line = 1
     try:
@@ -47,13 +47,14 @@ def commitments_from_csv(text: str, ctx: FileContext, columns: Mapping[str, str]
             if header is None:
                 header, header_line = [cell.strip() for cell in row], line
                 picks = _picks(header, header_line, ctx, columns)
-                if picks is None:  # type: ignore[comparison-overlap]
+                if picks is None:
                     return []
                 continue
             if len(row) != len(header):
                 ctx.problem(line, f"row has {len(row)} cells but the header (line {header_line}) "
                             f"has {len(header)}")
                 continue
+            assert picks is not None
             commitment = ctx.commitment(_row_tree(row, picks, line))
             if commitment is not None:
                 found.append(commitment)
@@ -65,7 +66,7 @@ def commitments_from_csv(text: str, ctx: FileContext, columns: Mapping[str, str]
 
 
 def _picks(header: list[str], line: int, ctx: FileContext,
-           columns: Mapping[str, str] | None) -> list[tuple[str, int]]:
+           columns: Mapping[str, str] | None) -> list[tuple[str, int]] | None:
     """Which cell feeds which key; problems for unknown, duplicate or missing columns."""
     before = len(ctx.problems)
     seen: dict[str, int] = {}
@@ -92,7 +93,7 @@ def _picks(header: list[str], line: int, ctx: FileContext,
     for key in REQUIRED:
         if key not in have:
             ctx.problem(line, f"no '{key}' column in the header")
-    return picks if len(ctx.problems) == before else None  # type: ignore[return-value]
+    return picks if len(ctx.problems) == before else None
 
 
 def _row_tree(row: list[str], picks: list[tuple[str, int]], line: int) -> Map:

@@ -160,7 +160,8 @@ def commitments_from_yaml(text: str, ctx: FileContext) -> list[Commitment]:
             return []
     if isinstance(entries, Scalar) and entries.is_null:
         return []
-    if not isinstance(entries, Seq):
+    if entries is None or not isinstance(entries, Seq):
+        assert entries is not None  # root is not None here, and a missing key returned above
         what = "the file must be a mapping with 'commitments:' (or a list of commitments)" \
             if entries is root else "'commitments' must be a list"
         ctx.problem(entries.line, f"{what}, not {kind_name(entries)}")

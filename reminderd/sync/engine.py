@@ -22,7 +22,7 @@ from ..calendar.dav import DavCalendar, InvalidSyncToken, PreconditionFailed
 from ..errors import MassDeleteRefused, ReminderdError
 from ..ical import content_hash, href_name, ownership, render, uid_for, wants_event
 from ..model import Commitment, touches
-from .plan import Action, Adopt, Create, Delete, Desired, Forget, Plan, Record, Update, plan_sync
+from .plan import Action, Adopt, Create, Delete, Desired, Forget, Record, Update, plan_sync
 from .state import EventRow, StateDB
 
 log = logging.getLogger(__name__)
