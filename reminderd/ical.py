@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from datetime import datetime, timezone
 
 import icalendar
@@ -129,8 +130,33 @@ def render(touch: Touch, stamp: datetime | None = None) -> bytes:
     return data
 
 
+_UNFOLD = re.compile(rb"\r?\n[ \t]")
+_LINE = re.compile(rb"^(UID|X-REMINDERD-KEY|X-REMINDERD-HASH)(?:;[^:\r\n]*)?:([^\r\n]*)", re.M | re.I)
+
+
 def ownership(data: bytes) -> tuple[str, str | None] | None:
-    """(touch key, content hash) if this object was written by reminderd, else None."""
+    """(touch key, content hash) if this object was written by reminderd, else None.
+
+    Objects we wrote have one VEVENT, so three lines tell; a full parse
+    (about 1 ms each, 10 s for 10,000 when adopting after a lost state) is
+    kept for anything else.
+    """
+    fields: dict[bytes, list[bytes]] = {}
+    for name, value in _LINE.findall(_UNFOLD.sub(b"", data)):
+        fields.setdefault(name.upper(), []).append(value.strip())
+    keys, uids = fields.get(b"X-REMINDERD-KEY", []), fields.get(b"UID", [])
+    if not keys:
+        return None  # never ours: we always write the key
+    if len(keys) == 1 and len(uids) == 1 and b"\\" not in keys[0]:
+        key = keys[0].decode("utf-8", "replace")
+        if uids[0].decode("utf-8", "replace") != uid_for(key):
+            return None
+        hashes = fields.get(b"X-REMINDERD-HASH", [])
+        return key, hashes[0].decode("ascii", "replace") if len(hashes) == 1 else None
+    return _ownership_parsed(data)
+
+
+def _ownership_parsed(data: bytes) -> tuple[str, str | None] | None:
     try:
         cal = icalendar.Calendar.from_ical(data)
     except Exception:  # icalendar raises several types on foreign garbage; it is not ours
