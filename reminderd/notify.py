@@ -15,6 +15,7 @@ class Notifier:
         self._sock: socket.socket | None = None
         if self.address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.setblocking(False)  # a reader that stalls must never stall the daemon
 
     @property
     def enabled(self) -> bool:
@@ -26,7 +27,7 @@ class Notifier:
         target = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         try:
             self._sock.sendto("\n".join(fields).encode(), target)
-        except OSError:
+        except OSError:  # BlockingIOError included
             pass  # systemd gone or socket full: never a reason to stop reminding
 
     def ready(self, status: str) -> None:

@@ -35,6 +35,7 @@ from .timeparse import get_zone
 log = logging.getLogger(__name__)
 DEBOUNCE = 0.3
 MAX_BACKOFF = 300.0
+CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 FULL_CHECK_EVERY = 6  # periodic syncs; every 6th lists the whole calendar (cheap drift check otherwise)
 
 
@@ -154,7 +155,8 @@ class Daemon:
                 dest = getattr(event, "dest_path", "")
                 if dest:
                     paths.add(Path(str(dest)).resolve())
-                if paths & files and event.event_type != "opened":
+                # only changes: our own reads raise opened / closed_no_write events too
+                if paths & files and event.event_type in CHANGE_EVENTS:
                     daemon._file_changed()
 
         self.observer = Observer()

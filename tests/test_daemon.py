@@ -175,10 +175,13 @@ def test_edit_reaches_the_server_within_5s_and_a_broken_edit_deletes_nothing(rig
     rig.write([item(1), item(2)])
     rig.start()
     wait_for("two events", lambda: rig.summaries() == ["Call customer 1", "Call customer 2"], 10)
+    mark = len(rig.text())
     rig.write([item(1), item(2), item(3)])
     start = time.monotonic()
     wait_for("the edit on the server", lambda: "Call customer 3" in rig.summaries(), 5)
     assert time.monotonic() - start < 5
+    time.sleep(2)  # its own reads of the files must not look like edits: one edit, one reload
+    assert rig.text()[mark:].count("reloaded:") == 1, rig.text()[mark:]
     mark = len(rig.text())
     (rig.tmp / "c.yaml").write_text("commitments:\n  - title: [broken\n")
     rig.wait_log("c.yaml:2: YAML syntax error", 5, after=mark)
@@ -262,4 +265,18 @@ def test_notify_socket_gets_ready_and_watchdog(rig: Rig, tmp_path: Path) -> None
     except TimeoutError:
         pass
     assert "STOPPING=1" in rest
+    sock.close()
+
+
+def test_a_stalled_notify_reader_never_blocks(tmp_path: Path) -> None:
+    from reminderd.notify import Notifier
+
+    path = str(tmp_path / "n.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)  # bound, never read: its buffer fills up
+    notifier = Notifier(path)
+    start = time.monotonic()
+    for _ in range(20_000):
+        notifier.status("x" * 200)
+    assert time.monotonic() - start < 10
     sock.close()
