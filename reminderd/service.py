@@ -29,7 +29,7 @@ from .config import Config, load_config
 from .errors import MassDeleteRefused, MissingInputError, ReminderdError
 from .model import Commitment, touches, upcoming
 from .notify import Notifier, watchdog_interval
-from .sources import load_sources
+from .sources import FileCache, load_sources
 from .timeparse import get_zone
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class Daemon:
         self.db: Any = None
         self._watched: set[Path] = set()
         self._announced_url = ""
+        self._files: FileCache = {}  # parsed files, re-read only when changed
 
     # -- life cycle
 
@@ -180,7 +181,7 @@ class Daemon:
     def _load(self, config: Config) -> tuple[Commitment, ...] | None:
         """Commitments, or None (problems logged with path:line) to keep the last good ones."""
         try:
-            loaded = load_sources(config)
+            loaded = load_sources(config, self._files)
         except MissingInputError as exc:
             log.error("%s; keeping the last good commitments", exc)
             return None

@@ -86,3 +86,20 @@ def test_csv_other_encoding_and_delimiter(write) -> None:  # type: ignore[no-unt
     """)
     (c,) = load_sources(load_config(cfg)).commitments
     assert c.title == "Anruf Müller" and c.start.strftime("%H:%M %Z") == "10:00 CET"
+
+
+def test_cache_reparses_only_changed_files(write) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    a = write("a.yaml", "commitments: [{title: A, when: 2026-12-01 10:00}]\n")
+    write("b.csv", "title,when\nB,2026-12-02 10:00\n")
+    cfg = load_config(write("config.yaml", "timezone: UTC\ncommitments: [a.yaml, b.csv]\n"))
+    cache: dict = {}
+    first = load_sources(cfg, cache)
+    assert [c.title for c in first.commitments] == ["A", "B"] and len(cache) == 2
+    b_entry = cache[str(cfg.sources[1].path)]
+    a.write_text("commitments: [{title: A2, when: 2026-12-01 10:00}]\n")
+    os.utime(a, ns=(1, 1))  # a different mtime for sure
+    second = load_sources(cfg, cache)
+    assert [c.title for c in second.commitments] == ["A2", "B"]
+    assert cache[str(cfg.sources[1].path)] is b_entry and len(cache) == 2  # b not parsed again
