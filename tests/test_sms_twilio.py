@@ -228,3 +228,17 @@ def test_normal_path_sends_exactly_once(mock: TwilioMock, tmp_path: Path) -> Non
                        cwd=tmp_path, check=True, timeout=120)
     bodies = Counter(f["Body"] for f in mock.messages())
     assert len(bodies) == 20 and set(bodies.values()) == {1}
+
+
+def test_api_key_auth(mock: TwilioMock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mock.clear()
+    config = setup(tmp_path, mock.url)
+    monkeypatch.setenv("TEST_TWILIO_KEY_SECRET", "key-secret")
+    config.write_text(config.read_text().replace(
+        "  auth_token_env: TEST_TWILIO_TOKEN\n",
+        "  api_key_sid: SK" + "1" * 32 + "\n  api_key_secret_env: TEST_TWILIO_KEY_SECRET\n"))
+    assert dispatch(config) == ["sent"]
+    (record,) = [r for r in mock.requests() if r.get("method") == "POST"]
+    import base64
+    assert base64.b64decode(str(record["authorization"]).split()[1]).decode() == "SK" + "1" * 32 + ":key-secret"
+    assert f"/Accounts/{SID}/Messages.json" in str(record["path"])
