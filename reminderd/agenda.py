@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
+from datetime import datetime, time, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from .model import AlertKind, Commitment, Touch, touches, upcoming
+from .model import Alert, AlertKind, Commitment, Touch, touches, upcoming
+from .sms.plan import quiet_adjust
+from .sms.text import clock_label
 from .timeparse import format_offset
 
 JSON_VERSION = 1
@@ -24,13 +27,26 @@ def summary(commitments: Sequence[Commitment], files: int, sms_on: bool) -> str:
             f"{sms} SMS{'' if sms_on else ' (SMS off: no sms section in the config)'}")
 
 
-def _clock(dt: datetime, ref: datetime) -> str:
-    """`09:50`, or `Sat 28 Nov 10:00` when not on the day of `ref`."""
-    return dt.strftime("%H:%M") if dt.date() == ref.date() else dt.strftime("%a %d %b %H:%M")
+AlertsFn = Callable[[Touch], Sequence[Alert]]
+
+
+def alerts_as_planned(quiet: tuple[time, time] | None, zone: ZoneInfo, sms_on: bool) -> AlertsFn:
+    """A touch's alerts as they will really fire: SMS moved out of quiet hours, none if SMS is off."""
+    def alerts(t: Touch) -> tuple[Alert, ...]:
+        found = []
+        for a in t.alerts:
+            if a.kind is AlertKind.SMS:
+                if not sms_on:
+                    continue
+                at = quiet_adjust(a.at.astimezone(timezone.utc), t.start, quiet, zone).astimezone(a.at.tzinfo)
+                a = Alert(a.kind, a.offset, at)
+            found.append(a)
+        return tuple(sorted(found, key=lambda a: (a.at, a.kind.value)))
+    return alerts
 
 
 def render_text(items: Sequence[Touch], now: datetime, days: int, zone: str,
-                after: Touch | None = None) -> str:
+                after: Touch | None = None, alerts: AlertsFn = lambda t: t.alerts) -> str:
     """Human agenda: one block per touch, every alert time in the touch's zone."""
     if not items:
         text = f"Nothing in the next {days} days."
@@ -58,25 +74,26 @@ def render_text(items: Sequence[Touch], now: datetime, days: int, zone: str,
             lines.append(f"    agenda   {'; '.join(c.agenda)}")
         if c.next_step:
             lines.append(f"    next     {c.next_step}")
-        alerts = [f"{a.kind.value} {_clock(a.at, t.start)} ({format_offset(a.offset)})"
-                  for a in t.alerts]
-        lines.append(f"    alerts   {', '.join(alerts) if alerts else 'none'}")
+        shown = [f"{a.kind.value} {clock_label(a.at, t.start)} ({format_offset(a.offset)})"
+                 for a in alerts(t)]
+        lines.append(f"    alerts   {', '.join(shown) if shown else 'none'}")
         lines.append("")
     return "\n".join(lines)
 
 
-def render_json(items: Sequence[Touch], now: datetime, days: int, zone: str) -> dict[str, Any]:
+def render_json(items: Sequence[Touch], now: datetime, days: int, zone: str,
+                alerts: AlertsFn = lambda t: t.alerts) -> dict[str, Any]:
     """The stable `agenda --json` document (schema in README, `version` bumps on change)."""
     return {
         "version": JSON_VERSION,
         "generated_at": now.astimezone(timezone.utc).isoformat(timespec="seconds"),
         "days": days,
         "timezone": zone,
-        "touches": [touch_json(t) for t in items],
+        "touches": [touch_json(t, alerts) for t in items],
     }
 
 
-def touch_json(t: Touch) -> dict[str, Any]:
+def touch_json(t: Touch, alerts: AlertsFn = lambda t: t.alerts) -> dict[str, Any]:
     c = t.commitment
     return {
         "key": t.key,
@@ -98,7 +115,7 @@ def touch_json(t: Touch) -> dict[str, Any]:
         "tags": list(c.tags),
         "source": str(c.source),
         "alerts": [{"kind": a.kind.value, "offset": format_offset(a.offset),
-                    "at": a.at.isoformat(timespec="seconds")} for a in t.alerts],
+                    "at": a.at.isoformat(timespec="seconds")} for a in alerts(t)],
     }
 
 

@@ -52,17 +52,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_agenda(args: argparse.Namespace) -> int:
-    from .agenda import render_json, render_text, window
+    from .agenda import alerts_as_planned, render_json, render_text, window
+    from .timeparse import get_zone
 
     config, loaded = _load(args)
     now = datetime.now(timezone.utc)
     items, after = window(loaded.commitments, now, args.days)
+    alerts = alerts_as_planned(config.sms["quiet_hours"] if config.sms else None, get_zone(config.timezone),
+                               config.sms is not None)
     if args.json:
-        json.dump(render_json(items, now, args.days, config.timezone), sys.stdout, indent=2,
+        json.dump(render_json(items, now, args.days, config.timezone, alerts), sys.stdout, indent=2,
                   ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_text(items, now, args.days, config.timezone, after))
+        sys.stdout.write(render_text(items, now, args.days, config.timezone, after, alerts))
     return 0
 
 
@@ -125,6 +128,16 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alive(pid: object) -> bool:
+    import os
+
+    try:
+        os.kill(int(pid), 0)  # type: ignore[call-overload]
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .app import state_db
     from .config import find_config, load_config
@@ -156,6 +169,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     daemon = doc["daemon"] or {}
+    if daemon.get("state") in ("running", "starting") and not _alive(daemon.get("pid")):
+        daemon = dict(daemon, state="not running (it stopped without saying so: killed or crashed)")
     last = doc["last_sync"] or {}
     print(f"state:      {doc['state_dir']}")
     print(f"daemon:     {daemon.get('state', 'not running')}" + (f" since {daemon['since']}" if daemon.get("since") else ""))

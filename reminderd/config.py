@@ -112,6 +112,9 @@ def _region(text: str) -> str:
 def _url(text: str) -> str:
     if not text.startswith(("http://", "https://")):
         raise InvalidValue(f"'{text}' must start with http:// or https://")
+    if "@" in text.split("/", 3)[2]:
+        raise InvalidValue("put no user name or password in the URL; use calendar.username and "
+                           "calendar.password_env (or _file, _command, _credential)")
     return text
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EX_OK = 0
 EX_FAILURE = 1
 EX_DATAERR = 65
 EX_NOINPUT = 66

@@ -47,7 +47,7 @@ def content_hash(touch: Touch) -> str:
         RENDER_VERSION, touch.key, c.title, touch.start.isoformat(), c.zone_name,
         str(c.duration), c.channel, c.contact.name, c.contact.company, c.contact.phone,
         c.contact.email, touch.purpose, c.agenda, c.questions, c.bring, c.next_step,
-        tuple(format_offset(a) for a in c.alarms), c.tags, c.status.value, len(c.follow_ups),
+        tuple(format_offset(a) for a in c.alarms), c.tags, c.status.value,
     )
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
@@ -79,7 +79,7 @@ def description(touch: Touch) -> str:
         lines.append(f"Phone: {c.contact.phone} (tel:{c.contact.phone})")
     if c.contact.email:
         lines.append(f"Email: {c.contact.email} (mailto:{c.contact.email})")
-    lines.append(f"Channel: {c.channel}. From {c.source} ({touch.key}).")
+    lines.append(f"Channel: {c.channel}. From {c.source.path} ({touch.key}).")
     return "\n".join(lines)
 
 

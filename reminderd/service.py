@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import random
+import re
 import signal
 import threading
 import time
@@ -29,6 +30,7 @@ from .config import Config, load_config
 from .errors import MassDeleteRefused, MissingInputError, ReminderdError
 from .model import Commitment, touches, upcoming
 from .notify import Notifier, watchdog_interval
+from .sms.providers import mask_numbers
 from .sources import FileCache, load_sources
 from .timeparse import get_zone
 
@@ -42,13 +44,13 @@ FULL_CHECK_EVERY = 6  # periodic syncs; every 6th lists the whole calendar (chea
 @dataclass
 class _Loaded:
     config: Config
-    commitments: tuple[Commitment, ...]
+    commitments: tuple[Commitment, ...] | None  # None: no good load yet; never sync or replan on it
 
 
 class Daemon:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
-        self.events: queue.Queue[str] = queue.Queue()
+        self.events: queue.SimpleQueue[str] = queue.SimpleQueue()  # put() is safe from a signal handler
         self.notifier = Notifier()
         self.current: _Loaded | None = None  # the last good config and commitments
         self.sync_wanted = threading.Event()
@@ -62,6 +64,7 @@ class Daemon:
         self._watched: set[Path] = set()
         self._announced_url = ""
         self._files: FileCache = {}  # parsed files, re-read only when changed
+        self._full_check = False  # set by the main loop, done by the sync worker under its lock
 
     # -- life cycle
 
@@ -69,23 +72,23 @@ class Daemon:
         config = load_config(self.config_path)  # a bad config at start: exit 78, systemd says why
         self.db = state_db(config)
         self._set_daemon_state("starting")
-        self._install_signals()
-        loaded = self._load(config)
-        self.current = _Loaded(config, loaded or ())
-        if loaded is None:
-            log.error("starting without commitments: fix the errors above; the calendar is left "
-                      "untouched and queued SMS still go out")
-        self._start_calendar(config)
-        self._start_sms(config)
-        self._watch(config)
-        self._announce(config)
         worker = threading.Thread(target=self._sync_loop, name="sync", daemon=True)
-        worker.start()
-        if loaded is not None:
-            self.sync_wanted.set()
-        self.notifier.ready(self._status_line())
-        self._set_daemon_state("running")
         try:
+            self._install_signals()
+            self._watch(config)  # before loading: fixing a broken file must be noticed too
+            loaded = self._load(config)
+            self.current = _Loaded(config, loaded)
+            if loaded is None:
+                log.error("starting without commitments: fix the errors above; until then the "
+                          "calendar is left untouched and already queued SMS still go out")
+            self._start_calendar(config)
+            self._start_sms(config)
+            self._announce(config)
+            worker.start()
+            if loaded is not None:
+                self.sync_wanted.set()
+            self.notifier.ready(self._status_line())
+            self._set_daemon_state("running")
             self._main_loop(config)
         finally:
             self._shutdown(worker)
@@ -107,16 +110,22 @@ class Daemon:
             if event == "stop":
                 break
             if event == "reload":
-                self._reload()
+                try:
+                    self._reload()
+                except Exception:  # never let one bad reload end the daemon: keep the last good state
+                    log.exception("reload failed; keeping the running configuration and commitments")
             if time.monotonic() >= next_resync:
                 periodic += 1
                 if periodic % FULL_CHECK_EVERY == 0:
-                    self._forget_sync_marker()  # list everything once in a while: catches any drift
+                    self._full_check = True  # list everything once in a while: catches any drift
                 self.sync_wanted.set()
                 assert self.current is not None
                 next_resync = time.monotonic() + self.current.config.calendar["sync_interval"].total_seconds()
 
     def _shutdown(self, worker: threading.Thread) -> None:
+        """Bounded: in-flight SMS finish and are recorded, queued ones wait for the next start;
+        a sync in flight gets 20 s, then the process ends anyway (every write is its own
+        transaction, so the next start resumes where this one stopped)."""
         log.info("stopping")
         self.notifier.stopping()
         self.stopping.set()
@@ -126,14 +135,14 @@ class Daemon:
         if self._debounce is not None:
             self._debounce.cancel()
         if self.scheduler is not None:
-            self.scheduler.shutdown()  # an in-flight SMS finishes and is recorded
-        with self._sync_lock:  # an in-flight sync finishes its current writes
-            pass
-        worker.join(timeout=30)
+            self.scheduler.shutdown()
+        if worker.is_alive():
+            worker.join(timeout=20)
         if self.embedded is not None:
             self.embedded.stop()
         self._set_daemon_state("stopped")
-        self.db.close()
+        if not worker.is_alive():
+            self.db.close()
         log.info("stopped cleanly")
 
     # -- signals and file events
@@ -148,6 +157,10 @@ class Daemon:
         from watchdog.observers import Observer
 
         files = {self.config_path.resolve()} | {s.path.resolve() for s in config.sources}
+        if files == self._watched and self.observer is not None:
+            return
+        if self.observer is not None:
+            self.observer.stop()
         daemon = self
 
         class Handler(FileSystemEventHandler):
@@ -161,9 +174,9 @@ class Daemon:
                     daemon._file_changed()
 
         self.observer = Observer()
-        for directory in sorted({p.parent for p in files}):
-            if directory.is_dir():
-                self.observer.schedule(Handler(), str(directory), recursive=False)
+        for directory in sorted({_existing_parent(p) for p in files}):
+            # a folder that does not exist yet is watched from its nearest existing parent
+            self.observer.schedule(Handler(), str(directory), recursive=directory not in {p.parent for p in files})
         self.observer.daemon = True
         self.observer.start()
         self._watched = files
@@ -187,7 +200,7 @@ class Daemon:
             return None
         if loaded.problems:
             for problem in loaded.problems:
-                log.error("%s", problem)
+                log.error("%s", mask_numbers(str(problem)))
             log.error("%d problem(s): keeping the last good commitments until the files are fixed",
                       len(loaded.problems))
             self._record_error(f"{len(loaded.problems)} input problem(s), first: {loaded.problems[0]}")
@@ -202,19 +215,24 @@ class Daemon:
             log.error("config not reloaded, keeping the running one: %s", exc)
             self._record_error(f"config: {exc}")
             return
+        self._watch(config)  # the config may name other files; watch them even if broken
         commitments = self._load(config)
         if commitments is None:
             return
-        if {s.path.resolve() for s in config.sources} | {self.config_path.resolve()} != self._watched:
-            self.observer.stop()
-            self._watch(config)  # the config now names other files
+        old = self.current.config
+        if (config.calendar["url"], config.calendar["listen"], config.state_dir) != \
+                (old.calendar["url"], old.calendar["listen"], old.state_dir):
+            log.warning("calendar.url, calendar.listen and state_dir take effect at the next restart")
+            config = _keep_runtime(config, old)
         self.current = _Loaded(config, commitments)
-        if self.scheduler is not None:
+        self.sync_wanted.set()  # first: the sync waits on the server while we replan the SMS
+        if config.sms != old.sms or config.timezone != old.timezone:
+            self._restart_sms(config)
+        elif self.scheduler is not None:
             self.scheduler.dispatcher.replan(commitments)
             self.scheduler.rearm()
         log.info("reloaded: %d commitments", len(commitments))
         self.notifier.status(self._status_line())
-        self.sync_wanted.set()
 
     # -- calendar
 
@@ -234,49 +252,52 @@ class Daemon:
         self.embedded = server
 
     def _sync_loop(self) -> None:
+        """One sync at a time; after a failure, one retry at a capped, growing delay
+        (an edit or a signal meanwhile still syncs at once)."""
         failures = 0
         while not self.stopping.is_set():
-            self.sync_wanted.wait()
+            delay = None if failures == 0 else min(MAX_BACKOFF, 2.0 ** (failures - 1)) * random.uniform(0.8, 1.2)
+            self.sync_wanted.wait(delay)
             self.sync_wanted.clear()
+            current = self.current
             if self.stopping.is_set():
                 return
-            current = self.current
-            if current is None:
-                continue
+            if current is None or current.commitments is None:
+                continue  # nothing good loaded yet: never sync (it would delete)
             try:
-                with self._sync_lock:
-                    result, url = sync_once(current.config, self.db, current.commitments, progress=None,
-                                            serve=False)
-                failures = 0
-                log.info("calendar sync: %s", result.line())
-                self.notifier.status(self._status_line())
-                if result.errors:
-                    self._record_error(f"sync: {result.errors[0]}")
-                if url != self._announced_url:
-                    self._announced_url = url
-                    where = "embedded; subscribe to it from a calendar app" if self.embedded else "CalDAV"
-                    log.info("calendar: %s (%s)", url, where)
-            except MassDeleteRefused as exc:
-                log.error("%s", exc)
-                self._record_error(str(exc))
-            except ReminderdError as exc:
-                failures += 1
-                delay = min(MAX_BACKOFF, 1.0 * 2 ** (failures - 1)) * random.uniform(0.8, 1.2)
-                log.warning("calendar sync failed (%s); retrying in %.0f s", exc, delay)
-                self._record_error(f"sync: {exc}")
-                self.notifier.status(f"calendar unreachable, retrying in {delay:.0f} s")
-                timer = threading.Timer(delay, self.sync_wanted.set)
-                timer.daemon = True
-                timer.start()
+                failures = 0 if self._sync(current) else failures + 1
             except Exception:  # a bug must not kill the worker: log it, try again later
-                log.exception("calendar sync crashed; retrying in %.0f s", MAX_BACKOFF)
-                timer = threading.Timer(MAX_BACKOFF, self.sync_wanted.set)
-                timer.daemon = True
-                timer.start()
+                failures = max(failures + 1, 6)
+                log.exception("calendar sync crashed; will try again")
 
-    def _forget_sync_marker(self) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM meta WHERE key LIKE 'sync:%'")
+    def _sync(self, current: _Loaded) -> bool:
+        """One sync; False when it should be retried later."""
+        assert current.commitments is not None
+        try:
+            with self._sync_lock:
+                if self._full_check:
+                    self._full_check = False
+                    self.db.delete_prefix("sync:")  # list the whole calendar this time
+                result, url = sync_once(current.config, self.db, current.commitments, progress=None,
+                                        serve=False)
+        except MassDeleteRefused as exc:
+            log.error("%s", exc)
+            self._record_error(str(exc))
+            return True  # retrying cannot help: the files must change
+        except ReminderdError as exc:
+            log.warning("calendar sync failed (%s); retrying with backoff", exc)
+            self._record_error(f"sync: {exc}")
+            self.notifier.status("calendar unreachable, retrying")
+            return False
+        log.info("calendar sync: %s", result.line())
+        self.notifier.status(self._status_line())
+        if result.errors:
+            self._record_error(f"sync: {result.errors[0]}")
+        if url != self._announced_url:
+            self._announced_url = url
+            where = "embedded; subscribe to it from a calendar app" if self.embedded else "CalDAV"
+            log.info("calendar: %s (%s)", redact_url(url), where)
+        return True
 
     # -- SMS
 
@@ -289,16 +310,23 @@ class Daemon:
 
         dispatcher = make_dispatcher(config, self.db)
         self.scheduler = SmsScheduler(dispatcher, get_zone(config.timezone), config.sms["digest"],
-                                      lambda: self.current.commitments if self.current else ())
-        if self.current is not None and self.current.commitments:
-            dispatcher.replan(self.current.commitments)
+                                      lambda: self.current.commitments if self.current else None)
+        if self.current is not None and self.current.commitments is not None:
+            dispatcher.replan(self.current.commitments)  # an empty list too: it cancels what is gone
         self.scheduler.start()
+
+    def _restart_sms(self, config: Config) -> None:
+        """New SMS settings (number, provider, quiet hours, digest...): a new scheduler."""
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+            self.scheduler = None
+        self._start_sms(config)
 
     # -- reporting
 
     def _announce(self, config: Config) -> None:
         assert self.current is not None
-        commitments = self.current.commitments
+        commitments = self.current.commitments or ()
         now = datetime.now(timezone.utc)
         n_touches = sum(len(touches(c)) for c in commitments if c.active)
         log.info("%d commitments, %d touches planned", len(commitments), n_touches)
@@ -315,7 +343,7 @@ class Daemon:
             log.info("next SMS: %s", nxt.astimezone(zone).strftime("%a %d %b %H:%M %Z") if nxt else "none pending")
 
     def _status_line(self) -> str:
-        n = len(self.current.commitments) if self.current else 0
+        n = len(self.current.commitments or ()) if self.current else 0
         nxt = self.scheduler.next_send() if self.scheduler is not None else None
         zone = get_zone(self.current.config.timezone) if self.current else timezone.utc
         return f"{n} commitments" + (f"; next SMS {nxt.astimezone(zone).strftime('%a %H:%M')}" if nxt else "")
@@ -327,3 +355,23 @@ class Daemon:
     def _record_error(self, message: str) -> None:
         self.db.set("last_error", {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                    "message": message})
+
+
+def _existing_parent(path: Path) -> Path:
+    parent = path.parent
+    while not parent.is_dir() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
+def _keep_runtime(new: Config, old: Config) -> Config:
+    """The new config with the settings that need a restart kept as they run now."""
+    from dataclasses import replace
+
+    calendar = dict(new.calendar, url=old.calendar["url"], listen=old.calendar["listen"])
+    return replace(new, calendar=calendar, state_dir=old.state_dir)
+
+
+def redact_url(url: str) -> str:
+    """Never log a password given in a URL's user-info part."""
+    return re.sub(r"//[^/@]*@", "//***@", url)

@@ -58,3 +58,17 @@ def test_missing_config_is_66(tmp_path: Path) -> None:
     done = run("--config", str(tmp_path / "nope.yaml"), "validate")
     assert done.returncode == 66 and "config file not found" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_agenda_shows_sms_as_they_will_go_out(write, capsys) -> None:  # type: ignore[no-untyped-def]
+    write("c.yaml", "commitments:\n  - {title: Early call, when: 2030-07-10 08:00, alarms: [-1h], sms: [-1h]}\n")
+    off = write("off.yaml", "timezone: Europe/Athens\ncommitments: [c.yaml]\n")
+    quiet = write("quiet.yaml", "timezone: Europe/Athens\ncommitments: [c.yaml]\n"
+                  "sms: {provider: log, quiet_hours: '21:30-07:30'}\n")
+    assert main(["--config", str(off), "agenda", "--days", "3650", "--json"]) == 0
+    (touch,) = json.loads(capsys.readouterr().out)["touches"]
+    assert [a["kind"] for a in touch["alerts"]] == ["alarm"]  # SMS off: no SMS shown
+    assert main(["--config", str(quiet), "agenda", "--days", "3650", "--json"]) == 0
+    (touch,) = json.loads(capsys.readouterr().out)["touches"]
+    sms = [a for a in touch["alerts"] if a["kind"] == "sms"]
+    assert sms == [{"kind": "sms", "offset": "-1h", "at": "2030-07-10T07:30:00+03:00"}]  # held to the window's end

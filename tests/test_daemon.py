@@ -91,14 +91,14 @@ class Rig:
         tmp.write_text("timezone: Europe/Athens\ncommitments:\n" + "\n".join(items) + "\n")
         os.replace(tmp, path)  # like an editor's atomic save
 
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, extra_env: dict[str, str] | None = None, wait: str = "calendar sync:") -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")}
         env.update(TEST_TWILIO_SID=SID, TEST_TWILIO_TOKEN="token", TEST_CALDAV_PASSWORD="secret",
                    PYTHONPATH=str(ROOT), **(extra_env or {}))
         self.proc = subprocess.Popen([sys.executable, "-m", "reminderd", "--config", str(self.tmp / "config.yaml"),
                                       "run"], cwd=self.tmp, env=env, stdout=open(self.log, "ab"),
                                      stderr=subprocess.STDOUT)
-        self.wait_log("calendar sync:", 30)
+        self.wait_log(wait, 30)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None
@@ -192,6 +192,23 @@ def test_edit_reaches_the_server_within_5s_and_a_broken_edit_deletes_nothing(rig
     wait_for("the removal", lambda: rig.summaries() == ["Call customer 1", "Call customer 2"], 5)
     assert rig.stop() == 0
     assert "stopped cleanly" in rig.text()
+
+
+def test_a_file_broken_at_start_deletes_nothing_ever(rig: Rig) -> None:
+    rig.write([item(1)])
+    rig.start()
+    assert rig.stop() == 0
+    (rig.tmp / "c.yaml").write_text("commitments:\n  - {title: Call, when: 2030-13-45 10:00}\n")
+    rig.start(wait="starting without commitments")
+    assert rig.proc is not None
+    rig.proc.send_signal(signal.SIGHUP)  # a reload and a sync request while nothing good is loaded
+    rig.wait_log("keeping the last good commitments", 5)
+    time.sleep(2)
+    assert rig.summaries() == ["Call customer 1"]
+    assert "calendar sync:" not in rig.text().split("starting without commitments")[1]
+    rig.write([item(1), item(2)])  # fixed: now it syncs
+    wait_for("the fixed file on the server", lambda: rig.summaries() == ["Call customer 1", "Call customer 2"], 5)
+    assert rig.stop() == 0
 
 
 def test_sighup_reloads(rig: Rig) -> None:

@@ -136,17 +136,40 @@ def test_provider_down_until_useless_gives_up(rig) -> None:  # type: ignore[no-u
     assert "gave up" in (d.outbox.recent(statuses=("failed",))[0].error or "")
 
 
-def test_ambiguous_send_is_repeated_once_unless_found(rig) -> None:  # type: ignore[no-untyped-def]
+def test_ambiguous_send_is_looked_up_then_repeated_at_most_once(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
+    d.s = replace(d.s, lookup_delay=timedelta(seconds=20))
     d.replan([commitment(), commitment(id="b")])
     clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
     sender.script = [Ambiguous("read timeout"), Ambiguous("read timeout")]
-    assert sorted(d.run_due()) == ["repeat", "repeat"]
-    sender.script = [Ambiguous("again")]
-    sender.found = None
-    first = d.run_due()
-    assert sorted(first) == ["sent", "unconfirmed"]  # never a third copy
+    assert d.run_due() == ["ambiguous", "ambiguous"]
+    assert d.run_due() == []  # the provider is asked only after lookup_delay
+    clock.now += timedelta(seconds=20)
+    sender.script = [Ambiguous("again")]  # not found at the provider: each is sent once more
+    assert sorted(d.run_due()) == ["ambiguous", "sent"]
+    clock.now += timedelta(seconds=20)
+    assert d.run_due() == ["unconfirmed"]  # twice unknown: never a third copy
     assert len(sender.sent) == 4  # 2 sends x at most 2 copies
+    assert [r.status for r in d.outbox.recent(statuses=("unconfirmed",))] == ["unconfirmed"]
+
+
+def test_a_found_message_is_not_sent_again_and_a_failed_look_up_waits(rig) -> None:  # type: ignore[no-untyped-def]
+    d, clock, sender = rig
+    d.s = replace(d.s, lookup_delay=timedelta(seconds=20))
+    d.replan([commitment()])
+    clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
+    sender.script = [Ambiguous("read timeout")]
+    assert d.run_due() == ["ambiguous"]
+    clock.now += timedelta(seconds=20)
+
+    def no_answer(*_: object) -> str | None:
+        raise Ambiguous("look-up timed out")
+
+    sender.find_sent = no_answer  # type: ignore[method-assign]
+    assert d.run_due() == ["lookup-later"]  # no answer is not "not sent"
+    sender.find_sent = lambda *_: "SMfound"  # type: ignore[method-assign]
+    clock.now += timedelta(seconds=20)
+    assert d.run_due() == ["sent"] and len(sender.sent) == 1
 
 
 def test_recovery_after_a_crash_asks_the_provider(rig) -> None:  # type: ignore[no-untyped-def]
@@ -157,14 +180,23 @@ def test_recovery_after_a_crash_asks_the_provider(rig) -> None:  # type: ignore[
         d.outbox.claim(row.key, d.body(row, late=False), clock.now)
     sender.found = "SMfound"
     assert d.recover() == 2
+    assert d.run_due() == ["sent", "sent"]
     assert {r.sid for r in d.outbox.recent()} == {"SMfound"} and sender.sent == []
+
+
+def test_sends_already_useless_when_planned_are_not_queued(rig) -> None:  # type: ignore[no-untyped-def]
+    d, clock, sender = rig
+    clock.now = (START + timedelta(days=3)).astimezone(timezone.utc)  # an old item appears in the file
+    assert d.replan([commitment()])["added"] == 0
+    assert d.run_due() == [] and d.outbox.recent(statuses=("missed",)) == []
 
 
 def test_digest_lists_today_and_missed_once_a_day(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
+    clock.now = (START - timedelta(hours=4)).astimezone(timezone.utc)
     d.replan([commitment(sms=(timedelta(hours=-3),))])
     clock.now = (START - timedelta(minutes=10)).astimezone(timezone.utc)
-    d.run_due()  # missed
+    assert d.run_due() == ["missed"]  # the daemon was down for its time and its grace
     morning = START.replace(hour=7, minute=30).astimezone(timezone.utc)
     clock.now = morning
     text = d.digest([commitment()], morning)

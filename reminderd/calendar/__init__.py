@@ -58,5 +58,4 @@ def _cache_key(config: Config, url: str, username: str | None) -> str:
 
 def forget_calendar(db: StateDB) -> None:
     """Drop every remembered calendar URL: the next open discovers again."""
-    with db.transaction() as conn:
-        conn.execute("DELETE FROM meta WHERE key LIKE 'calendar-url:%'")
+    db.delete_prefix("calendar-url:")

@@ -22,13 +22,12 @@ def make_sender(config: Config) -> Sender:
     assert sms is not None
     if sms["provider"] == "log":
         return LogSender()
-    sid = sms["account_sid"].resolve()
     if sms["api_key_sid"]:
         secret = sms["api_key_secret"]
-        return TwilioSender(sid, api_key=sms["api_key_sid"], api_secret=secret.resolve() if secret else None,
-                            from_=sms["from"], messaging_service_sid=sms["messaging_service_sid"],
-                            api_url=sms["api_url"], timeout=sms["timeout"].total_seconds())
-    return TwilioSender(sid, auth_token=sms["auth_token"].resolve(), from_=sms["from"],
+        auth = {"api_key": sms["api_key_sid"], "api_secret": secret.resolve() if secret else None}
+    else:
+        auth = {"auth_token": sms["auth_token"].resolve()}
+    return TwilioSender(sms["account_sid"].resolve(), **auth, from_=sms["from"],
                         messaging_service_sid=sms["messaging_service_sid"], api_url=sms["api_url"],
                         timeout=sms["timeout"].total_seconds())
 

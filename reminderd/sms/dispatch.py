@@ -23,7 +23,7 @@ from ..phone import mask
 from .outbox import Outbox, Row
 from .plan import planned_sends
 from .providers import Ambiguous, Sender
-from .text import DEFAULT_TEMPLATE, Parts, compose
+from .text import DEFAULT_TEMPLATE, Parts, clock_label, compose
 
 log = logging.getLogger(__name__)
 LATE_AFTER = timedelta(minutes=2)  # later than this past its time, a backup says it is late
@@ -40,6 +40,7 @@ class SmsSettings:
     max_segments: int = 2
     rate_per_minute: int = 60
     workers: int = 8
+    lookup_delay: timedelta = timedelta(seconds=20)  # let a just-accepted message show in the list
 
 
 def utcnow() -> datetime:
@@ -96,6 +97,11 @@ class Dispatcher:
 
     def deliver(self, row: Row) -> str:
         now = self.clock()
+        if row.ambiguous:
+            # an earlier send may have arrived: ask the provider before anything else
+            outcome = self._look_up(row, now)
+            if outcome is not None:
+                return outcome
         if now > row.deadline:
             reason = f"missed: {int((now - row.send_at).total_seconds() // 60)} min late, over late_grace"
             self.outbox.missed(row.key, reason, now)
@@ -105,25 +111,52 @@ class Dispatcher:
         self.limiter.wait()  # before the claim: a crash while waiting leaves nothing in flight
         if not self.outbox.claim(row.key, body, self.clock()):
             return "taken"
-        validity = int((max(row.deadline, _start(row)) - self.clock()).total_seconds())
         try:
+            validity = int((max(row.deadline, _start(row)) - self.clock()).total_seconds())
             sid = self.sender.send(self.s.to, body, validity if validity > 0 else 60)
         except SmsError as exc:
             return self._failure(row, exc)
-        except Ambiguous as exc:
-            return self._ambiguous(row, str(exc))
+        except Exception as exc:  # Ambiguous, or anything else once the request may have left
+            when = self.clock() + self.s.lookup_delay
+            self.outbox.ambiguous_retry(row.key, self.clock(), f"outcome unknown: {exc}", when)
+            log.warning("SMS %s: %s; asking the provider at %s before sending again", row.key, exc,
+                        when.astimezone(self.s.zone).strftime("%H:%M:%S"))
+            return "ambiguous"
         self.outbox.sent(row.key, sid, self.clock())
         log.info("SMS %s sent to %s (%s)", row.key, mask(self.s.to), sid)
         return "sent"
+
+    def _look_up(self, row: Row, now: datetime) -> str | None:
+        """Resolve a send whose outcome is unknown; None means: send (again) now."""
+        try:
+            sid = self.sender.find_sent(self.s.to, row.body or "", row.started_at or now)
+        except Ambiguous as exc:  # no answer is not "not sent": ask again later
+            if now > row.deadline:
+                return self._unconfirmed(row, now, f"the provider could not be asked ({exc})")
+            self.outbox.retry_at(row.key, now + self.s.lookup_delay, f"look-up failed: {exc}", now)
+            return "lookup-later"
+        if sid:
+            self.outbox.sent(row.key, sid, now, note="confirmed by look-up after an interrupted send")
+            log.info("SMS %s: the interrupted send did arrive (%s)", row.key, sid)
+            return "sent"
+        if row.ambiguous >= 2 or now > row.deadline:
+            # one repeat was already spent, or it is too late: a repeat could be a third copy
+            return self._unconfirmed(row, now, "not found at the provider")
+        log.warning("SMS %s: not found at the provider; sending it again", row.key)
+        return None
+
+    def _unconfirmed(self, row: Row, now: datetime, why: str) -> str:
+        self.outbox.unconfirmed(row.key, f"outcome unknown ({why}); not sent again", now)
+        log.warning("SMS %s: outcome unknown (%s); not sending it again", row.key, why)
+        return "unconfirmed"
 
     def body(self, row: Row, late: bool) -> str:
         p = row.payload
         if row.kind != "backup":
             return str(p["text"])
         start = _start(row).astimezone(ZoneInfo(str(p["zone"])))
-        local_now = self.clock().astimezone(start.tzinfo)
-        when = start.strftime("%H:%M") if start.date() == local_now.date() else start.strftime("%a %d %b %H:%M")
-        parts = Parts(late="LATE reminder: " if late else "", when=when, title=str(p["title"]),
+        parts = Parts(late="LATE reminder: " if late else "", when=clock_label(start, self.clock()),
+                      title=str(p["title"]),
                       who=f" - {p['who']}" if p.get("who") else "",
                       phone=f" {p['phone']}" if p.get("phone") else "",
                       why=f" Why: {p['why']}." if p.get("why") else "",
@@ -146,36 +179,12 @@ class Dispatcher:
         log.warning("SMS %s: %s; retrying in %.0f s", row.key, exc, delay)
         return "retry"
 
-    def _ambiguous(self, row: Row, why: str) -> str:
-        """The request may have arrived: ask the provider before sending again."""
-        now = self.clock()
-        fresh = self.outbox.get(row.key)
-        assert fresh is not None
-        return self.resolve(fresh, why, now)
-
-    def resolve(self, row: Row, why: str, now: datetime) -> str:
-        try:
-            sid = self.sender.find_sent(self.s.to, row.body or "", row.started_at or now)
-        except Ambiguous:
-            sid = None
-        if sid:
-            self.outbox.sent(row.key, sid, now, note="confirmed by look-up after an interrupted send")
-            log.info("SMS %s: the interrupted send did arrive (%s)", row.key, sid)
-            return "sent"
-        if row.ambiguous >= 1:
-            # one repeat was already spent: sending again could make a third copy
-            self.outbox.sent(row.key, "unconfirmed", now, note=f"outcome unknown twice ({why}); not repeated")
-            log.warning("SMS %s: outcome unknown again; not sending a third time", row.key)
-            return "unconfirmed"
-        self.outbox.ambiguous_retry(row.key, now, why)
-        log.warning("SMS %s: %s; not found at the provider, sending again", row.key, why)
-        return "repeat"
-
     def recover(self) -> int:
-        """After a crash: every `sending` row is resolved (look-up, then at most one repeat)."""
+        """After a crash: every `sending` row is looked up at the provider before any repeat."""
         rows = self.outbox.in_flight()
+        now = self.clock()
         for row in rows:
-            self.resolve(row, "interrupted by a restart", self.clock())
+            self.outbox.ambiguous_retry(row.key, now, "interrupted by a restart", now)
         return len(rows)
 
     # -- the daily agenda

@@ -1,7 +1,7 @@
 """The persistent SMS schedule: one row per send, a small state machine in SQLite.
 
-    pending --claim--> sending --> sent | failed | pending (retry later)
-    pending --> missed (past its deadline) | cancelled (edited away)
+    pending --claim--> sending --> sent | failed | pending (retry later, or look up first)
+    pending --> missed (past its deadline) | cancelled (edited away) | unconfirmed
 
 A row is marked `sending` in its own committed transaction before the
 request leaves, and `sent` after the answer: a `kill -9` in between leaves
@@ -74,6 +74,8 @@ class Outbox:
             for key, send in planned.items():
                 payload = json.dumps(send.payload, sort_keys=True)
                 row = existing.get(key)
+                if row is None and send.deadline < now:
+                    continue  # already useless when it first appears (an old item, an import): not "missed"
                 if row is None:
                     db.execute(f"INSERT INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
                                "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?)",
@@ -125,7 +127,8 @@ class Outbox:
     def in_flight(self) -> list[Row]:
         return [_row(r) for r in self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'sending'")]
 
-    def recent(self, limit: int = 10, statuses: tuple[str, ...] = ("sent", "failed", "missed")) -> list[Row]:
+    def recent(self, limit: int = 10,
+               statuses: tuple[str, ...] = ("sent", "failed", "missed", "unconfirmed")) -> list[Row]:
         marks = ",".join("?" for _ in statuses)
         rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status IN ({marks}) "
                              "ORDER BY updated_at DESC, key LIMIT ?", (*statuses, limit))
@@ -165,7 +168,11 @@ class Outbox:
     def missed(self, key: str, reason: str, now: datetime) -> None:
         self._set(key, now, "status = 'missed', error = ?", reason)
 
-    def ambiguous_retry(self, key: str, now: datetime, error: str) -> None:
-        """A send whose outcome is unknown goes back to pending, counted, for the one allowed repeat."""
+    def ambiguous_retry(self, key: str, now: datetime, error: str, when: datetime | None = None) -> None:
+        """A send whose outcome is unknown: back to pending, counted; the provider is asked first."""
         self._set(key, now, "status = 'pending', ambiguous = ambiguous + 1, next_try = ?, error = ?",
-                  iso(now), error)
+                  iso(when or now), error)
+
+    def unconfirmed(self, key: str, error: str, now: datetime) -> None:
+        """Sent once or twice, or not at all: nobody can tell, and a repeat could be a third copy."""
+        self._set(key, now, "status = 'unconfirmed', error = ?", error)

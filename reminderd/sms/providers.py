@@ -57,7 +57,7 @@ class LogSender:
 
     def send(self, to: str, body: str, validity_seconds: int | None) -> str:
         self.count += 1
-        log.info("SMS to %s: %s", mask(to), body)
+        log.info("SMS to %s: %s", mask(to), mask_numbers(body))
         return f"log-{self.count}"
 
     def find_sent(self, to: str, body: str, since: datetime) -> str | None:
@@ -115,11 +115,16 @@ class TwilioSender:
         return str(message.sid)
 
     def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        """Newest first, no DateSent filter: a message still queued has no DateSent yet."""
         try:
-            recent = self._client.messages.list(to=to, date_sent_after=since - timedelta(minutes=5), limit=50)
-        except Exception as exc:  # a failed look-up is not an answer: the caller decides
+            recent = self._client.messages.list(to=to, limit=50)
+        except Exception as exc:  # a failed look-up is not an answer: the caller asks again later
             raise Ambiguous(f"message look-up failed ({type(exc).__name__})") from None
+        floor = since - timedelta(minutes=5)
         for message in recent:
+            created = getattr(message, "date_created", None)
+            if created is not None and created < floor:
+                continue
             if (message.body or "").strip() == body.strip():
                 return str(message.sid)
         return None

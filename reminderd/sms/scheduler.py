@@ -7,10 +7,12 @@ timer, and the scheduler sleeps until it is due (no polling, no idle CPU).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, time, timezone
 from zoneinfo import ZoneInfo
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from ..model import Commitment
@@ -22,9 +24,10 @@ JOB = "sms-due"
 
 class SmsScheduler:
     def __init__(self, dispatcher: Dispatcher, zone: ZoneInfo, digest: time | None,
-                 commitments: Callable[[], tuple[Commitment, ...]]) -> None:
+                 commitments: Callable[[], tuple[Commitment, ...] | None]) -> None:
         self.dispatcher = dispatcher
-        self.commitments = commitments
+        self.commitments = commitments  # None while nothing good is loaded: no digest then
+        self._arm = threading.Lock()  # rearm runs on the main thread and on APScheduler's
         self.scheduler = BackgroundScheduler(timezone=zone, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         if digest is not None:
@@ -40,13 +43,16 @@ class SmsScheduler:
 
     def rearm(self) -> None:
         """Point the one timer at the earliest pending send (now, if overdue)."""
-        due = self.dispatcher.outbox.next_time()
-        if due is None:
-            if self.scheduler.get_job(JOB):
-                self.scheduler.remove_job(JOB)
-            return
-        run_at = max(due, datetime.now(timezone.utc))
-        self.scheduler.add_job(self._tick, "date", run_date=run_at, id=JOB, replace_existing=True)
+        with self._arm:
+            due = self.dispatcher.outbox.next_time()
+            if due is None:
+                try:
+                    self.scheduler.remove_job(JOB)
+                except JobLookupError:
+                    pass
+                return
+            run_at = max(due, datetime.now(timezone.utc))
+            self.scheduler.add_job(self._tick, "date", run_date=run_at, id=JOB, replace_existing=True)
 
     def next_send(self) -> datetime | None:
         return self.dispatcher.outbox.next_time()
@@ -60,9 +66,15 @@ class SmsScheduler:
             self.rearm()
 
     def _digest(self) -> None:
-        text = self.dispatcher.digest(self.commitments())
-        if text is not None:
-            log.info("daily agenda SMS queued")
+        commitments = self.commitments()
+        if commitments is None:
+            log.warning("no daily agenda SMS: the commitment files have not loaded yet")
+            return
+        try:
+            if self.dispatcher.digest(commitments) is not None:
+                log.info("daily agenda SMS queued")
+        except Exception:
+            log.exception("daily agenda failed")
         self.rearm()
 
     def shutdown(self) -> None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..errors import InvalidValue
-from ..model import Touch
 
 # GSM 03.38 basic set, and the extension set whose characters cost two septets.
 GSM7_BASIC = set(
@@ -69,21 +68,10 @@ class Parts:
     bring: str
 
 
-def parts_for(touch: Touch, now: datetime, late: bool) -> Parts:
-    c = touch.commitment
-    local_now = now.astimezone(touch.start.tzinfo)
-    when = touch.start.strftime("%H:%M") if touch.start.date() == local_now.date() \
-        else touch.start.strftime("%a %d %b %H:%M")
-    who = c.contact.label()
-    return Parts(
-        late="LATE reminder: " if late else "",
-        when=when,
-        title=c.title,
-        who=f" - {who}" if who else "",
-        phone=f" {c.contact.phone}" if c.contact.phone else "",
-        why=f" Why: {touch.purpose}." if touch.purpose else "",
-        bring=f" Bring: {', '.join(c.bring)}." if c.bring else "",
-    )
+def clock_label(moment: datetime, now: datetime) -> str:
+    """`10:00` on the same local day as `now`, else `Mon 30 Nov 10:00` (in `moment`'s zone)."""
+    same_day = moment.date() == now.astimezone(moment.tzinfo).date()
+    return moment.strftime("%H:%M") if same_day else moment.strftime("%a %d %b %H:%M")
 
 
 def compose(parts: Parts, template: str = DEFAULT_TEMPLATE, max_segments: int = 2) -> str:

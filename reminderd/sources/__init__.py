@@ -25,10 +25,6 @@ class Loaded:
     problems: tuple[Problem, ...]
     files: int
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
 
 FileCache = dict[str, tuple[tuple[object, ...], list[Commitment], list[Problem]]]
 

@@ -7,21 +7,21 @@ names the same `path:line`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 
 @dataclass(slots=True)
 class Scalar:
-    """A leaf as written. `tag` is `str`, `int`, `float`, `bool`, `null` or `timestamp`."""
+    """A leaf as written; `tag` is `null` for YAML's plain nulls (`~`, `null`, empty), else `str`."""
 
     text: str
     line: int
     tag: str = "str"
+    is_null: bool = field(init=False)  # computed once: read for every value of every entry
 
-    @property
-    def is_null(self) -> bool:
-        return self.tag == "null" or (self.tag == "str" and self.text.strip() == "")
+    def __post_init__(self) -> None:
+        self.is_null = self.tag == "null" or not self.text.strip()
 
 
 @dataclass(slots=True)

@@ -138,7 +138,10 @@ def sync_calendar(cal: DavCalendar, db: StateDB, commitments: Iterable[Commitmen
             else:
                 _record(db, cal, action, outcome, result)
             bar.step()
-    if writes and marker.get("token"):
+    created = any(isinstance(a, (Create, Adopt)) for a in writes)
+    if created and marker.get("token"):
+        # Updates and deletes need no confirming: their objects existed at the old token,
+        # so whatever happens to them next shows up in the next change list.
         marker = _confirm_writes(cal, db, str(marker["token"]), {
             a.want.href for a in writes if not isinstance(a, Delete)})  # type: ignore[union-attr]
     elif writes and "ctag" in marker:

@@ -1,4 +1,4 @@
-"""The state database: what was written to the calendar (and, later, what was sent).
+"""The state database: what was written to the calendar, and the SMS outbox.
 
 SQLite in WAL mode under the state dir. Every change is one transaction, so
 a `kill -9` at any moment leaves either the old or the new row, never half
@@ -66,7 +66,7 @@ class StateDB:
         self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable against process crashes
+        self._db.execute("PRAGMA synchronous=FULL")  # every commit on disk: an SMS marked sent stays sent
         self._db.execute("PRAGMA busy_timeout=30000")
         with self.transaction() as db:
             for statement in SCHEMA.split(";"):
@@ -110,6 +110,11 @@ class StateDB:
             db.execute("DELETE FROM calendar_events WHERE calendar = ? AND uid = ?", (calendar, uid))
 
     # -- small values (sync tokens, last sync, ...), stored as JSON
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Forget every small value whose key starts with `prefix` (sync markers, calendar URLs)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
 
     def get(self, key: str, default: Any = None) -> Any:
         rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
