@@ -8,9 +8,10 @@ from datetime import datetime, timezone
 from typing import TextIO
 
 from .calendar import forget_calendar, open_calendar
-from .calendar.dav import RequestFailed
+from .calendar.dav import CalendarMissing, RequestFailed
+from .ical import wants_event
 from .config import Config
-from .model import Commitment
+from .model import Commitment, touches
 from .sync.engine import SyncResult, sync_calendar
 from .sync.state import StateDB
 
@@ -31,11 +32,14 @@ def sync_once(config: Config, db: StateDB, commitments: tuple[Commitment, ...], 
     """
     for attempt in (1, 2):
         try:
-            with open_calendar(config, db, serve=serve) as cal:
+            with open_calendar(config, db, serve=serve, create=not dry_run) as cal:
                 result = sync_calendar(cal, db, commitments, dry_run=dry_run, force=force,
                                        connections=config.calendar["connections"], progress=progress)
                 url = cal.url
             break
+        except CalendarMissing as exc:  # only in a dry run: say what the real one would do
+            wanted = sum(1 for c in commitments for t in touches(c) if wants_event(t))
+            return SyncResult(created=wanted, dry_run=True), f"({exc}; it would be created)"
         except RequestFailed as exc:
             if exc.status != 404 or attempt == 2:
                 raise

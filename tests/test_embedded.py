@@ -42,3 +42,12 @@ def test_embedded_refuses_open_listen_without_auth(tmp_path: Path, capsys: pytes
     config = example_copy(tmp_path, f"calendar:\n  name: Follow-ups\n  listen: 0.0.0.0:{free_port()}\n")
     assert main(["--config", str(config), "sync"]) == 78
     assert "requires authentication" in capsys.readouterr().err
+
+
+def test_dry_run_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = example_copy(tmp_path, f"calendar:\n  name: Follow-ups\n  listen: 127.0.0.1:{free_port()}\n")
+    assert main(["--config", str(config), "sync", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would be created 14, updated 0, deleted 0, unchanged 0" in out and "it would be created" in out
+    user_dir = tmp_path / "state" / "calendar" / "collection-root" / "reminderd"
+    assert not user_dir.exists() or not any(p.is_dir() for p in user_dir.iterdir())

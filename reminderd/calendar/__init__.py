@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def open_calendar(config: Config, db: StateDB, *, serve: bool = True) -> Iterator[DavCalendar]:
+def open_calendar(config: Config, db: StateDB, *, serve: bool = True,
+                  create: bool = True) -> Iterator[DavCalendar]:
     """The configured calendar, discovered once and remembered in the state.
 
     Without `calendar.url` the embedded server is used: started here if
@@ -44,7 +45,7 @@ def open_calendar(config: Config, db: StateDB, *, serve: bool = True) -> Iterato
         key = _cache_key(config, url, username)
         found = db.get(key)
         if not found:
-            found = discover(url, username, password, cal["name"], cal["verify_tls"])
+            found = discover(url, username, password, cal["name"], cal["verify_tls"], create)
             db.set(key, found)
         yield DavCalendar(found, username, password, cal["verify_tls"], cal["connections"])
     finally:

@@ -244,8 +244,12 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
 
 
+class CalendarMissing(ReminderdError):
+    """No calendar of that name yet, and we were asked not to create one (dry run)."""
+
+
 def discover(url: str, username: str | None, password: str | None, name: str,
-             verify_tls: bool = True) -> str:
+             verify_tls: bool = True, create: bool = True) -> str:
     """The URL of the calendar called `name` (created if missing).
 
     `url` may be a calendar itself, a principal, a calendar home or a server
@@ -266,11 +270,15 @@ def discover(url: str, username: str | None, password: str | None, name: str,
         for cal in principal.calendars():
             if (cal.get_display_name() or "") == name:
                 return str(cal.url)
+        if not create:
+            raise CalendarMissing(f"no calendar named {name!r} on {_origin(url)} yet")
         log.info("creating calendar %r on %s", name, _origin(url))
         created: Any = principal.make_calendar(name=name)
         return str(created.url)
     except caldav_error.AuthorizationError:
         raise AuthFailed(f"{_origin(url)} refused the credentials") from None
+    except CalendarMissing:
+        raise
     except Exception as exc:  # caldav raises DAVError, niquests and socket errors alike
         raise ServerUnreachable(f"{_origin(url)}: calendar discovery failed ({type(exc).__name__}: "
                                 f"{_short(str(exc))})") from None

@@ -5,8 +5,9 @@
 
 A row is marked `sending` in its own committed transaction before the
 request leaves, and `sent` after the answer: a `kill -9` in between leaves
-a `sending` row, which recovery resolves by asking the provider, so a send
-is never lost and never goes out more than twice.
+a `sending` row, which recovery resolves by asking the provider first, so a
+send never goes out more than twice, and one whose outcome stays unknown is
+marked `unconfirmed` (shown in `status`) instead of being silently dropped.
 """
 
 from __future__ import annotations
