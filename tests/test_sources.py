@@ -103,3 +103,17 @@ def test_cache_reparses_only_changed_files(write) -> None:  # type: ignore[no-un
     second = load_sources(cfg, cache)
     assert [c.title for c in second.commitments] == ["A2", "B"]
     assert cache[str(cfg.sources[1].path)] is b_entry and len(cache) == 2  # b not parsed again
+
+
+def test_file_settings_after_the_list_still_apply(write) -> None:  # type: ignore[no-untyped-def]
+    write("c.yaml", """
+        commitments:
+          - {title: A, when: 2026-12-01 10:00}
+          - {title: B, when: 2026-12-02 10:00}
+        defaults: {duration: 45m}
+        timezone: Asia/Tokyo
+    """)
+    cfg = write("config.yaml", "timezone: UTC\ncommitments: [c.yaml]\n")
+    loaded = load_sources(load_config(cfg))
+    assert loaded.problems == ()
+    assert [(c.zone_name, c.duration) for c in loaded.commitments] == [("Asia/Tokyo", timedelta(minutes=45))] * 2

@@ -9,6 +9,7 @@ field reads the text as written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -33,15 +34,23 @@ class _Fatal(Exception):
         self.line = line
 
 
-def parse_yaml(text: str, path: str) -> tuple[Node | None, Problem | None]:
+EntryFn = Callable[[Node, Node | None], None]
+
+
+def parse_yaml(text: str, path: str, on_entry: EntryFn | None = None) -> tuple[Node | None, Problem | None]:
     """The document as a tree, or the first problem with its line.
 
     Built straight from libyaml's event stream: PyYAML's own composer
     resolves every scalar's tag in Python and costs 4x more, while we only
     need to tell a plain null from text.
+
+    With `on_entry`, each finished item of the top-level `commitments` list
+    (or of a top-level list) is handed over as soon as it ends and is not
+    kept: a 10,000-entry file never exists as one tree, which keeps the
+    daemon's memory small (the transient nodes do not fragment the heap).
     """
     try:
-        return _build(yaml.parse(text, Loader=_Loader)), None
+        return _build(yaml.parse(text, Loader=_Loader), on_entry), None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark is not None and mark is not None and mark.index >= len(text.rstrip()):
@@ -61,8 +70,9 @@ def parse_yaml(text: str, path: str) -> tuple[Node | None, Problem | None]:
         return None, Problem(path, exc.line, str(exc))
 
 
-def _build(events: Any) -> Node | None:
+def _build(events: Any, on_entry: EntryFn | None = None) -> Node | None:
     root: Node | None = None
+    entries: Seq | None = None  # the list whose items are streamed to on_entry
     # each frame: [container, pending key or None, line of that key]
     stack: list[list[Any]] = []
     anchors: dict[str, Node] = {}
@@ -93,6 +103,12 @@ def _build(events: Any) -> Node | None:
             container.items[frame[1]] = (frame[2], node)
             frame[1] = None
 
+    def finished(node: Node) -> None:
+        """A node just ended: stream it if it is an entry of the entries list."""
+        if on_entry is not None and entries is not None and stack and stack[-1][0] is entries:
+            entries.items.pop()
+            on_entry(node, root)
+
     for event in events:
         kind = type(event)
         if kind is yaml.ScalarEvent:
@@ -102,18 +118,24 @@ def _build(events: Any) -> Node | None:
             if event.anchor:
                 anchors[event.anchor] = node
             add(node, line)
+            finished(node)
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             line = event.start_mark.line + 1
             if len(stack) >= MAX_DEPTH:
                 raise _Fatal(line, f"nested more than {MAX_DEPTH} levels deep")
             node = Map({}, line) if kind is yaml.MappingStartEvent else Seq([], line)
+            if isinstance(node, Seq) and entries is None and (
+                    not stack or (len(stack) == 1 and stack[0][1] == "commitments")):
+                entries = node
             add(node, line)
             if event.anchor:
                 anchors[event.anchor] = node
                 unfinished.add(id(node))
             stack.append([node, None, 0])
         elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
-            unfinished.discard(id(stack.pop()[0]))
+            done = stack.pop()[0]
+            unfinished.discard(id(done))
+            finished(done)
         elif kind is yaml.AliasEvent:
             line = event.start_mark.line + 1
             target = anchors.get(event.anchor)
@@ -123,12 +145,15 @@ def _build(events: Any) -> Node | None:
                 raise _Fatal(line, f"alias '*{event.anchor}' refers to itself")
             # A shallow copy that carries the alias's own line; children stay shared,
             # so an alias bomb costs nothing (nothing walks deeper than an entry).
+            copy: Node
             if isinstance(target, Map):
-                add(Map(target.items, line), line)
+                copy = Map(target.items, line)
             elif isinstance(target, Seq):
-                add(Seq(target.items, line), line)
+                copy = Seq(target.items, line)
             else:
-                add(Scalar(target.text, line, target.tag), line)
+                copy = Scalar(target.text, line, target.tag)
+            add(copy, line)
+            finished(copy)
     return root
 
 
@@ -136,39 +161,70 @@ def commitments_from_yaml(text: str, ctx: FileContext) -> list[Commitment]:
     """Every valid commitment in a YAML file; problems go to `ctx.problems`.
 
     The file is a mapping (`timezone`, `defaults`, `commitments`) or, for
-    short files, just the list of commitments.
+    short files, just the list of commitments. Entries are built as the
+    parser reaches them; a file that sets `timezone` or `defaults` after its
+    list is read a second time, whole, so they still apply to every entry.
     """
-    root, problem = parse_yaml(text, ctx.path)
+    before, zone, defaults = len(ctx.problems), ctx.zone_name, ctx.defaults
+    found: list[Commitment] = []
+    header_done = False
+
+    def on_entry(entry: Node, root: Node | None) -> None:
+        nonlocal header_done
+        if not header_done:
+            if isinstance(root, Map):
+                _header(root, ctx)
+            header_done = True
+        commitment = ctx.commitment(entry)
+        if commitment is not None:
+            found.append(commitment)
+
+    root, problem = parse_yaml(text, ctx.path, on_entry)
+    if isinstance(root, Map) and header_done and _header_after_entries(root):
+        del ctx.problems[before:]
+        ctx.zone_name, ctx.defaults, found, header_done = zone, defaults, [], False
+        root, problem = parse_yaml(text, ctx.path)
     if root is None or (isinstance(root, Scalar) and root.is_null):
+        del ctx.problems[before:]  # a syntax error: nothing of this file counts
         ctx.problems.append(problem or Problem(ctx.path, 1, "file is empty"))
         return []
     entries: Node | None = root
     if isinstance(root, Map):
         ctx.check_keys(root, FILE_KEYS, "a commitments file")
-        zone_node = root.get("timezone")
-        zone_name = ctx.text(zone_node, "timezone")
-        if zone_node is not None and zone_name:
-            try:
-                get_zone(zone_name)
-                ctx.zone_name = zone_name
-            except InvalidValue as exc:
-                ctx.problem(zone_node.line, str(exc))
-        ctx.defaults = ctx.defaults_from(root.get("defaults"), ctx.defaults)
+        if not header_done:
+            _header(root, ctx)
         entries = root.get("commitments")
         if entries is None:
             ctx.problem(root.line, "no 'commitments:' list in this file")
             return []
     if isinstance(entries, Scalar) and entries.is_null:
-        return []
+        return found
     if entries is None or not isinstance(entries, Seq):
         assert entries is not None  # root is not None here, and a missing key returned above
         what = "the file must be a mapping with 'commitments:' (or a list of commitments)" \
             if entries is root else "'commitments' must be a list"
         ctx.problem(entries.line, f"{what}, not {kind_name(entries)}")
         return []
-    found = []
-    for entry in entries.items:
+    for entry in entries.items:  # empty when the entries were streamed
         commitment = ctx.commitment(entry)
         if commitment is not None:
             found.append(commitment)
     return found
+
+
+def _header(root: Map, ctx: FileContext) -> None:
+    """The file's own `timezone` and `defaults`, laid over the config's."""
+    zone_node = root.get("timezone")
+    zone_name = ctx.text(zone_node, "timezone")
+    if zone_node is not None and zone_name:
+        try:
+            get_zone(zone_name)
+            ctx.zone_name = zone_name
+        except InvalidValue as exc:
+            ctx.problem(zone_node.line, str(exc))
+    ctx.defaults = ctx.defaults_from(root.get("defaults"), ctx.defaults)
+
+
+def _header_after_entries(root: Map) -> bool:
+    start = root.items.get("commitments", (0, None))[0]
+    return any(root.items[key][0] > start for key in ("timezone", "defaults") if key in root.items)
