@@ -203,3 +203,27 @@ def test_digest_lists_today_and_missed_once_a_day(rig) -> None:  # type: ignore[
     assert text is not None and "10:00 Call Alex (Alex (ACME))" in text and "Missed backups: Call Alex" in text
     assert d.digest([commitment()], morning) is None  # once per day
     assert d.run_due() == ["sent"] and sender.sent[-1] == text
+
+
+def test_stopping_leaves_queued_sends_pending_never_half_sent(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    db = StateDB(tmp_path / "slow.sqlite3")
+    clock = Clock(START - timedelta(hours=2))
+    sender = Scripted()
+    d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=60,
+                                                    workers=2), clock)
+    d.replan([commitment(id=f"c{i}") for i in range(20)])
+    clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
+    worker = threading.Thread(target=d.run_due)
+    worker.start()
+    time.sleep(1.5)  # a couple of sends go out at one per second
+    began = time.monotonic()
+    d.close()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and time.monotonic() - began < 10  # bounded, not 20 s of queue
+    counts = d.outbox.counts()
+    assert counts.get("sending", 0) == 0 and counts["sent"] == len(sender.sent)
+    assert counts["pending"] + counts["sent"] == 20
+    db.close()

@@ -12,7 +12,7 @@ import random
 import threading
 import time as _time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -74,9 +74,12 @@ class Dispatcher:
         self.clock = clock
         self.limiter = RateLimiter(settings.rate_per_minute)
         self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="sms")
+        self.stopping = threading.Event()
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True)
+        """Sends in flight finish and are recorded; queued ones stay pending for the next start."""
+        self.stopping.set()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     # -- planning
 
@@ -93,9 +96,14 @@ class Dispatcher:
         """Send everything due at `now` in parallel; returns each row's outcome."""
         now = now or self.clock()
         rows = self.outbox.due(now)
-        return list(self.pool.map(lambda r: self.deliver(r), rows))
+        try:
+            return list(self.pool.map(lambda r: self.deliver(r), rows))
+        except (RuntimeError, CancelledError):  # the pool is shutting down: the rest waits
+            return []
 
     def deliver(self, row: Row) -> str:
+        if self.stopping.is_set():
+            return "stopped"
         now = self.clock()
         if row.ambiguous:
             # an earlier send may have arrived: ask the provider before anything else
@@ -109,6 +117,8 @@ class Dispatcher:
             return "missed"
         body = self.body(row, late=now - row.send_at > LATE_AFTER)
         self.limiter.wait()  # before the claim: a crash while waiting leaves nothing in flight
+        if self.stopping.is_set():
+            return "stopped"
         if not self.outbox.claim(row.key, body, self.clock()):
             return "taken"
         try:

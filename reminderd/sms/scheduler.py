@@ -78,6 +78,6 @@ class SmsScheduler:
         self.rearm()
 
     def shutdown(self) -> None:
-        """Stop timers, let an in-flight send finish and be recorded."""
+        """Stop timers, let an in-flight send finish and be recorded; queued ones wait."""
+        self.dispatcher.close()  # first, so a running tick stops taking new sends
         self.scheduler.shutdown(wait=True)
-        self.dispatcher.close()
