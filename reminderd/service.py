@@ -35,7 +35,7 @@ from .sources import FileCache, load_sources
 from .timeparse import get_zone
 
 log = logging.getLogger(__name__)
-DEBOUNCE = 0.3
+DEBOUNCE = 0.1  # editors save in bursts of a few ms (write, fsync, rename): one reload for all
 MAX_BACKOFF = 300.0
 CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 FULL_CHECK_EVERY = 6  # periodic syncs; every 6th lists the whole calendar (cheap drift check otherwise)
