@@ -92,6 +92,8 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
     from .errors import SmsError
     from .phone import mask
     from .sms import make_sender
+    import uuid
+
     from .sms.outbox import Outbox
 
     config = load_config(find_config(args.config))
@@ -108,7 +110,7 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
     db = state_db(config)
     try:
         outbox = Outbox(db)
-        key = f"test@{now.isoformat(timespec='seconds')}"
+        key = f"test@{now.isoformat(timespec='microseconds')}@{uuid.uuid4().hex[:8]}"  # one row per call
         outbox.add(key, "test", now, now, {"text": body}, now)
         if not outbox.claim(key, body, now):  # a running daemon took it first: it sends it
             print(f"the running daemon sends the test SMS to {mask(to)}")

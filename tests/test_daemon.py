@@ -25,7 +25,6 @@ from servers import (
     free_port,
     kill,
     start_radicale,
-    start_twilio_mock,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -41,17 +40,6 @@ def wait_for(what: str, check: Callable[[], object], timeout: float, step: float
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(step)
-
-
-@pytest.fixture(scope="module")
-def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwilioMock]:
-    try:
-        m = start_twilio_mock(tmp_path_factory.mktemp("twilio"))
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"Twilio mock (Prism) could not be started here: {exc}")
-    yield m
-    for pid in m.pids:
-        kill(pid)
 
 
 class Rig:

@@ -15,13 +15,12 @@ import sys
 import time
 from collections import Counter
 from dataclasses import replace
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from faultproxy import FaultProxy
-from servers import ROOT, TwilioMock, kill, start_twilio_mock
+from servers import ROOT, TwilioMock
 
 from reminderd.app import state_db
 from reminderd.cli import main
@@ -33,17 +32,6 @@ pytestmark = pytest.mark.server
 SID = "AC" + "0123456789abcdef" * 2
 os.environ["TEST_TWILIO_SID"] = SID  # read by the configs below, in process and in the harness
 os.environ["TEST_TWILIO_TOKEN"] = "test-token-not-secret"
-
-
-@pytest.fixture(scope="module")
-def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwilioMock]:
-    try:
-        m = start_twilio_mock(tmp_path_factory.mktemp("twilio"))
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"Twilio mock (Prism) could not be started here: {exc}")
-    yield m
-    for pid in m.pids:
-        kill(pid)
 
 
 def setup(tmp: Path, url: str, n: int = 1, *, extra: str = "", minutes: int = 20, tag: str = "t",
