@@ -232,19 +232,6 @@ def load_calendar(srv: Server, name: str, objects: list[tuple[str, bytes]]) -> t
     return url, warm
 
 
-def counting_proxy(srv: Server) -> RecordingProxy:
-    """tests/servers.RecordingProxy, with TCP_NODELAY on its client side.
-
-    Its handler sends a response's headers and body in two writes; with Nagle
-    on, the body waits for the client's delayed ACK (~40 ms on Linux), which
-    made each proxied GET ~10x slower than the server. The class is local to
-    this proxy instance, so the switch touches nothing else.
-    """
-    proxy = RecordingProxy(srv.root)
-    proxy.server.RequestHandlerClass.disable_nagle_algorithm = True
-    return proxy
-
-
 def adopt(srv: Server, proxy: RecordingProxy, url: str, db: StateDB,
           commitments: list[Commitment]) -> tuple[float, SyncResult]:
     proxy.reset()
@@ -256,7 +243,7 @@ def pick_n(srv: Server, tmp: Path, n: int, budget: float) -> tuple[int, str]:
     pilot_n = min(n, 300)
     commitments = make_commitments(pilot_n, "p")
     url, warm = load_calendar(srv, "pilot", rendered(commitments))
-    proxy = counting_proxy(srv)
+    proxy = RecordingProxy(srv.root)
     db = StateDB(tmp / "state-pilot" / "state.sqlite3")
     try:
         took, _ = adopt(srv, proxy, url, db, commitments)
@@ -284,7 +271,7 @@ def part2and3(srv: Server, tmp: Path, n: int, budget: float) -> None:
     load_s = time.perf_counter() - start
     print(f"   setup: rendered {n} in {render_s:.1f} s, wrote them into Radicale's storage and "
           f"listed them back in {load_s:.1f} s (Radicale's first listing and sync token: {warm:.1f} s)")
-    proxy = counting_proxy(srv)
+    proxy = RecordingProxy(srv.root)
     db = StateDB(tmp / "state-big" / "state.sqlite3")
     try:
         took, result = adopt(srv, proxy, url, db, commitments)

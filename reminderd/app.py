@@ -9,8 +9,8 @@ from typing import TextIO
 
 from .calendar import forget_calendar, open_calendar
 from .calendar.dav import CalendarMissing, RequestFailed
-from .ical import wants_event
 from .config import Config
+from .ical import wants_event
 from .model import Commitment, touches
 from .sync.engine import SyncResult, sync_calendar
 from .sync.state import StateDB

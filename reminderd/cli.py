@@ -87,13 +87,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_test_sms(args: argparse.Namespace) -> int:
+    import uuid
+
     from .app import state_db
     from .config import find_config, load_config
     from .errors import SmsError
     from .phone import mask
     from .sms import make_sender
-    import uuid
-
     from .sms.outbox import Outbox
 
     config = load_config(find_config(args.config))

@@ -239,12 +239,11 @@ class Daemon:
     def _start_calendar(self, config: Config) -> None:
         if config.calendar["url"]:
             return
-        from .calendar.embedded import EmbeddedServer, port_in_use
+        from .calendar import embedded_server
+        from .calendar.embedded import port_in_use
 
-        cal = config.calendar
-        secret = cal["password"]
-        server = EmbeddedServer(cal["listen"], config.state_dir / "calendar", cal["username"],
-                                secret.resolve() if secret else None)
+        secret = config.calendar["password"]
+        server = embedded_server(config, secret.resolve() if secret else None)
         if port_in_use(server.host, server.port):
             log.warning("%s:%d is already taken; using the CalDAV server found there", server.host, server.port)
             return

@@ -12,6 +12,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from servers import relay
+
 
 class FaultProxy:
     def __init__(self, upstream: str, hang_seconds: float = 3.0) -> None:
@@ -55,13 +57,7 @@ class FaultProxy:
                 reply = conn.getresponse()
                 data = reply.read()
                 conn.close()
-                self.send_response(reply.status)
-                for k, v in reply.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                relay(self, reply.status, reply.reason, reply.getheaders(), data)
 
             do_GET = do_POST = handle_one
 

@@ -90,13 +90,63 @@ def start_sabredav(tmp: Path) -> tuple[CalendarServer, list[int]]:
         raise RuntimeError(f"{script} not found (the SabreDAV test bed lives in ../shared)")
     if shutil.which("php") is None and os.geteuid() != 0:
         raise RuntimeError("php is not installed (apt-get install php-cli php-sabre-dav php-sqlite3)")
-    env = dict(os.environ, TESTBED_STATE=str(tmp), PYTHON=sys.executable)
-    done = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"start-sabredav failed: {done.stderr.strip()[-500:]}")
-    info = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    info = run_testbed(script, tmp, timeout=600)
     return (CalendarServer("sabredav", info["URL"], info["CALDAV_USER"], info["CALDAV_PASSWORD"]),
             [int(info["PID"])])
+
+
+def run_testbed(script: Path, tmp: Path, timeout: float) -> dict[str, str]:
+    """Run a ../shared/testbed start-* script; its KEY=VALUE lines as a dict."""
+    env = dict(os.environ, TESTBED_STATE=str(tmp), PYTHON=sys.executable)
+    done = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{script.name} failed: {done.stderr.strip()[-500:]}")
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+
+
+def relay(handler: BaseHTTPRequestHandler, status: int, reason: str, headers: list[tuple[str, str]],
+          data: bytes) -> None:
+    """Send an upstream reply back through a proxy handler, with a fresh Content-Length."""
+    handler.send_response_only(status, reason)
+    for k, v in headers:
+        if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+            handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def stored_calendar_url(state_db: Path) -> str:
+    """The calendar URL reminderd discovered and remembered in its state."""
+    from reminderd.sync.state import StateDB
+
+    db = StateDB(state_db)
+    try:
+        (url,) = [db.get(k) for (k,) in db.query("SELECT key FROM meta WHERE key LIKE 'calendar-url:%'")]
+    finally:
+        db.close()
+    return str(url)
+
+
+def calendar_objects(url: str, auth: tuple[str, str] | None) -> dict[str, object]:
+    """Every object in a calendar (href -> icalendar.Calendar), by one calendar-query REPORT."""
+    import xml.etree.ElementTree as ET
+
+    import icalendar
+    import requests
+
+    body = ('<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+            '<d:prop><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter>'
+            '</c:calendar-query>')
+    reply = requests.request("REPORT", url, data=body, auth=auth, timeout=30,
+                             headers={"Depth": "1", "Content-Type": "application/xml"})
+    assert reply.status_code == 207, reply.text
+    found: dict[str, object] = {}
+    for resp in ET.fromstring(reply.content).findall("{DAV:}response"):
+        data = resp.findtext(".//{urn:ietf:params:xml:ns:caldav}calendar-data")
+        if data:
+            found[resp.findtext("{DAV:}href") or ""] = icalendar.Calendar.from_ical(data)
+    return found
 
 
 def kill(pid: int) -> None:
@@ -161,13 +211,7 @@ class RecordingProxy:
                     return
                 with proxy.lock:
                     proxy.seen.append(Seen(self.command, self.path, reply.status, dict(self.headers.items())))
-                self.send_response_only(reply.status, reply.reason)
-                for k, v in reply.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                relay(self, reply.status, reply.reason, reply.getheaders(), data)
 
             do_GET = do_PUT = do_DELETE = do_PROPFIND = do_REPORT = do_MKCALENDAR = _forward
             do_OPTIONS = do_POST = do_PROPPATCH = do_MKCOL = do_HEAD = _forward
@@ -246,9 +290,5 @@ def start_twilio_mock(tmp: Path) -> TwilioMock:
         raise RuntimeError(f"{script} not found (the Twilio mock lives in ../shared/testbed)")
     if shutil.which("npm") is None and not (Path(os.environ.get("TESTBED_CACHE", "/tmp/testbed-cache"))).exists():
         raise RuntimeError("node and npm are needed for Prism (apt-get install nodejs npm)")
-    env = dict(os.environ, TESTBED_STATE=str(tmp), PYTHON=sys.executable)
-    done = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"start-twilio-mock failed: {done.stderr.strip()[-500:]}")
-    info = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    info = run_testbed(script, tmp, timeout=900)
     return TwilioMock(info["URL"], info["REQUESTS_URL"], [int(info["PID"]), int(info["PRISM_PID"])])

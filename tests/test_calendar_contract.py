@@ -20,10 +20,12 @@ import requests
 from servers import (
     CalendarServer,
     RecordingProxy,
+    calendar_objects,
     kill,
     start_radicale,
     start_sabredav,
     start_xandikos,
+    stored_calendar_url,
 )
 
 from reminderd.cli import main
@@ -88,34 +90,13 @@ class Env:
         return main(["--config", str(self.dir / "config.yaml"), "sync", *flags])
 
     def calendar_url(self) -> str:
-        from reminderd.sync.state import StateDB
-
-        db = StateDB(self.dir / "state" / "state.sqlite3")
-        try:
-            (value,) = [v for (k,) in db.query("SELECT key FROM meta") if k.startswith("calendar-url:")
-                        for v in [db.get(k)]]
-        finally:
-            db.close()
-        return str(value).replace(self.proxy.url, origin(self.server.url))
+        return stored_calendar_url(self.dir / "state" / "state.sqlite3").replace(self.proxy.url,
+                                                                                 origin(self.server.url))
 
     def objects(self) -> dict[str, icalendar.Calendar]:
         """Every object in the calendar, read straight from the server (no proxy)."""
-        url = self.calendar_url()
-        auth = (self.server.username, self.server.password) if self.server.username else None
-        body = ('<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
-                '<d:prop><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter>'
-                '</c:calendar-query>')
-        reply = requests.request("REPORT", url, data=body, auth=auth, timeout=30,
-                                 headers={"Depth": "1", "Content-Type": "application/xml"})
-        assert reply.status_code == 207, reply.text
-        import xml.etree.ElementTree as ET
-
-        found = {}
-        for resp in ET.fromstring(reply.content).findall("{DAV:}response"):
-            data = resp.findtext(".//{urn:ietf:params:xml:ns:caldav}calendar-data")
-            if data:
-                found[resp.findtext("{DAV:}href") or ""] = icalendar.Calendar.from_ical(data)
-        return found
+        auth = (self.server.username, self.server.password or "") if self.server.username else None
+        return calendar_objects(self.calendar_url(), auth)  # type: ignore[return-value]
 
     def put_foreign(self, name: str, uid: str) -> None:
         auth = (self.server.username, self.server.password) if self.server.username else None

@@ -17,14 +17,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import requests
 from servers import (
     ROOT,
     CalendarServer,
     TwilioMock,
+    calendar_objects,
     free_port,
     kill,
     start_radicale,
+    stored_calendar_url,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -100,28 +101,9 @@ class Rig:
         wait_for(f"log line {fragment!r}", lambda: fragment in self.text()[after:], timeout)
 
     def summaries(self) -> list[str]:
-        import xml.etree.ElementTree as ET
-
-        import icalendar
-
-        from reminderd.sync.state import StateDB
-
-        db = StateDB(self.tmp / "state" / "state.sqlite3")
-        try:
-            urls = [db.get(k) for (k,) in db.query("SELECT key FROM meta WHERE key LIKE 'calendar-url:%'")]
-        finally:
-            db.close()
-        body = ('<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
-                '<d:prop><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter>'
-                '</c:calendar-query>')
-        reply = requests.request("REPORT", urls[0], data=body, auth=("alice", "secret"), timeout=10,
-                                 headers={"Depth": "1", "Content-Type": "application/xml"})
-        found = []
-        for resp in ET.fromstring(reply.content).findall("{DAV:}response"):
-            data = resp.findtext(".//{urn:ietf:params:xml:ns:caldav}calendar-data")
-            if data:
-                found.append(str(icalendar.Calendar.from_ical(data).walk("VEVENT")[0]["SUMMARY"]))
-        return sorted(found)
+        url = stored_calendar_url(self.tmp / "state" / "state.sqlite3")
+        return sorted(str(cal.walk("VEVENT")[0]["SUMMARY"])  # type: ignore[attr-defined]
+                      for cal in calendar_objects(url, ("alice", "secret")).values())
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -139,24 +121,23 @@ def item(i: int, when: datetime | None = None, **extra: str) -> str:
     return "  - {" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
 
 
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Rig]:
-    try:
-        r = Rig(tmp_path, None)
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"Radicale could not be started here: {exc}")
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def sms_rig(tmp_path: Path, mock: TwilioMock) -> Iterator[Rig]:
+def _rig(tmp_path: Path, mock: TwilioMock | None) -> Iterator[Rig]:
     try:
         r = Rig(tmp_path, mock)
     except (RuntimeError, OSError) as exc:
         pytest.skip(f"Radicale could not be started here: {exc}")
     yield r
     r.close()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    yield from _rig(tmp_path, None)
+
+
+@pytest.fixture
+def sms_rig(tmp_path: Path, mock: TwilioMock) -> Iterator[Rig]:
+    yield from _rig(tmp_path, mock)
 
 
 def test_edit_reaches_the_server_within_5s_and_a_broken_edit_deletes_nothing(rig: Rig) -> None:

@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def embedded_server(config: Config, password: str | None) -> EmbeddedServer:
+    """The embedded server this config describes (not started): address, storage, auth."""
+    cal = config.calendar
+    return EmbeddedServer(cal["listen"], config.state_dir / "calendar", cal["username"], password)
+
+
 @contextmanager
 def open_calendar(config: Config, db: StateDB, *, serve: bool = True,
                   create: bool = True) -> Iterator[DavCalendar]:
@@ -33,11 +39,10 @@ def open_calendar(config: Config, db: StateDB, *, serve: bool = True,
     server: EmbeddedServer | None = None
     url = cal["url"]
     if not url:
-        host, _, port = cal["listen"].rpartition(":")
-        server = EmbeddedServer(cal["listen"], config.state_dir / "calendar", username, password)
+        server = embedded_server(config, password)
         username, url = server.username, server.url
         password = password or EMBEDDED_NO_AUTH
-        if port_in_use(host, int(port)) or not serve:
+        if port_in_use(server.host, server.port) or not serve:
             server = None
         else:
             server.start()
