@@ -27,12 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from bench_sync import Server, load_calendar  # noqa: E402
+from bench_sync import Server, load_calendar
 
-from reminderd.config import load_config  # noqa: E402
-from reminderd.ical import href_name, render, uid_for  # noqa: E402
-from reminderd.model import touches  # noqa: E402
-from reminderd.sources import load_sources  # noqa: E402
+from reminderd.config import load_config
+from reminderd.ical import href_name, render, uid_for
+from reminderd.model import touches
+from reminderd.sources import load_sources
 
 ZONES = ("Europe/Athens",)
 
@@ -134,7 +134,7 @@ def run_one(srv: Server, base: Path, fmt: str, n: int, idle: float, edits: int) 
                 raise SystemExit("no first sync within 120 s")
             time.sleep(0.05)
         first_sync = time.perf_counter() - start
-        sync_line = [ln for ln in (work / "daemon.log").read_text().splitlines() if "calendar sync:" in ln][0]
+        sync_line = next(ln for ln in (work / "daemon.log").read_text().splitlines() if "calendar sync:" in ln)
         print(f"[{fmt}]   start-up to READY {ready:.2f} s (= {ready / validate:.1f}x validate; goal < 2 s: "
               f"{'met' if ready < 2 else 'NOT met'}); first sync done at {first_sync:.2f} s: "
               f"{sync_line.split('calendar sync: ')[1]}")

@@ -15,21 +15,21 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from servers import kill, start_twilio_mock  # noqa: E402
+from servers import kill, start_twilio_mock
 
-from reminderd.sms.dispatch import Dispatcher, SmsSettings  # noqa: E402
-from reminderd.sms.outbox import Outbox  # noqa: E402
-from reminderd.sms.plan import PlannedSend  # noqa: E402
-from reminderd.sms.providers import TwilioSender  # noqa: E402
-from reminderd.sms.scheduler import SmsScheduler  # noqa: E402
-from reminderd.sync.state import StateDB  # noqa: E402
+from reminderd.sms.dispatch import Dispatcher, SmsSettings
+from reminderd.sms.outbox import Outbox
+from reminderd.sms.plan import PlannedSend
+from reminderd.sms.providers import TwilioSender
+from reminderd.sms.scheduler import SmsScheduler
+from reminderd.sync.state import StateDB
 
 SID = "AC" + "0123456789abcdef" * 2
 ATHENS = ZoneInfo("Europe/Athens")
@@ -48,7 +48,7 @@ def planned(n: int, due: datetime, spread: float) -> dict[str, PlannedSend]:
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def lateness_run(mock, n: int, spread: float, workers: int) -> None:  # type: ignore[no-untyped-def]
@@ -57,9 +57,9 @@ def lateness_run(mock, n: int, spread: float, workers: int) -> None:  # type: ig
         sender = TwilioSender(SID, auth_token="token", from_="+15017122661", api_url=mock.url)
         settings = SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=1_000_000, workers=workers)
         dispatcher = Dispatcher(Outbox(db), sender, settings)
-        due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=4)
+        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
         sends = planned(n, due, spread)
-        dispatcher.outbox.reconcile(sends, datetime.now(timezone.utc))
+        dispatcher.outbox.reconcile(sends, datetime.now(UTC))
         scheduler = SmsScheduler(dispatcher, ATHENS, None, lambda: ())
         mock.clear()
         scheduler.start()
@@ -98,8 +98,8 @@ def idle_cpu(pending: int, seconds: float) -> None:
         db = StateDB(Path(tmp) / "state.sqlite3")
         sender = TwilioSender(SID, auth_token="token", from_="+15017122661", api_url="http://127.0.0.1:9")
         dispatcher = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS))
-        later = datetime.now(timezone.utc) + timedelta(days=2)
-        dispatcher.outbox.reconcile(planned(pending, later, 86400), datetime.now(timezone.utc))
+        later = datetime.now(UTC) + timedelta(days=2)
+        dispatcher.outbox.reconcile(planned(pending, later, 86400), datetime.now(UTC))
         scheduler = SmsScheduler(dispatcher, ATHENS, None, lambda: ())
         scheduler.start()
         cpu0, wall0 = time.process_time(), time.monotonic()

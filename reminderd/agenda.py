@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,7 +38,7 @@ def alerts_as_planned(quiet: tuple[time, time] | None, zone: ZoneInfo, sms_on: b
             if a.kind is AlertKind.SMS:
                 if not sms_on:
                     continue
-                at = quiet_adjust(a.at.astimezone(timezone.utc), t.start, quiet, zone).astimezone(a.at.tzinfo)
+                at = quiet_adjust(a.at.astimezone(UTC), t.start, quiet, zone).astimezone(a.at.tzinfo)
                 a = Alert(a.kind, a.offset, at)
             found.append(a)
         return tuple(sorted(found, key=lambda a: (a.at, a.kind.value)))
@@ -86,7 +86,7 @@ def render_json(items: Sequence[Touch], now: datetime, days: int, zone: str,
     """The stable `agenda --json` document (schema in README, `version` bumps on change)."""
     return {
         "version": JSON_VERSION,
-        "generated_at": now.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": now.astimezone(UTC).isoformat(timespec="seconds"),
         "days": days,
         "timezone": zone,
         "touches": [touch_json(t, alerts) for t in items],
@@ -123,7 +123,7 @@ def window(commitments: Sequence[Commitment], now: datetime, days: int) -> tuple
     """Touches in the next `days` days, and the first one after, for "nothing soon"."""
     until = now + timedelta(days=days)
     items = upcoming(commitments, now, until)
-    later = upcoming(commitments, until, datetime.max.replace(tzinfo=timezone.utc)) if not items else []
+    later = upcoming(commitments, until, datetime.max.replace(tzinfo=UTC)) if not items else []
     return items, (later[0] if later else None)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TextIO
 
 from .calendar import forget_calendar, open_calendar
@@ -46,6 +46,6 @@ def sync_once(config: Config, db: StateDB, commitments: tuple[Commitment, ...], 
             log.warning("the calendar is gone from the server; finding or creating it again")
             forget_calendar(db)
     if not dry_run:
-        db.set("last_sync", {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        db.set("last_sync", {"at": datetime.now(UTC).isoformat(timespec="seconds"),
                              "result": result.line(), "errors": result.errors[:20]})
     return result, url

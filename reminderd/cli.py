@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TextIO
 
 from . import __version__
@@ -56,7 +56,7 @@ def cmd_agenda(args: argparse.Namespace) -> int:
     from .timeparse import get_zone
 
     config, loaded = _load(args)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     items, after = window(loaded.commitments, now, args.days)
     alerts = alerts_as_planned(config.sms["quiet_hours"] if config.sms else None, get_zone(config.timezone),
                                config.sms is not None)
@@ -105,7 +105,7 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
         print("reminderd: sms.to is not set", file=sys.stderr)
         return 78
     sender = make_sender(config)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     body = f"reminderd test SMS, {now.astimezone().strftime('%H:%M')}: your follow-up backups reach this phone."
     db = state_db(config)
     try:
@@ -118,14 +118,14 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
         try:
             sid = sender.send(to, body, 600)
         except SmsError as exc:
-            outbox.failed(key, str(exc), datetime.now(timezone.utc))
+            outbox.failed(key, str(exc), datetime.now(UTC))
             print(f"reminderd: test SMS to {mask(to)} failed: {exc}", file=sys.stderr)
             return 1
         except ReminderdError as exc:  # Ambiguous: no answer, it may still arrive
-            outbox.unconfirmed(key, str(exc), datetime.now(timezone.utc))
+            outbox.unconfirmed(key, str(exc), datetime.now(UTC))
             print(f"reminderd: test SMS to {mask(to)}: {exc}; it may still arrive", file=sys.stderr)
             return 1
-        outbox.sent(key, sid, datetime.now(timezone.utc))
+        outbox.sent(key, sid, datetime.now(UTC))
     finally:
         db.close()
     print(f"sent a test SMS to {mask(to)} via {sender.name} ({sid})")
@@ -152,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     db = state_db(config)
     try:
         outbox = Outbox(db)
-        upcoming_rows = outbox.due(datetime.max.replace(tzinfo=timezone.utc), limit=1)
+        upcoming_rows = outbox.due(datetime.max.replace(tzinfo=UTC), limit=1)
         doc = {
             "state_dir": str(config.state_dir),
             "daemon": db.get("daemon"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import icalendar
 
@@ -104,7 +104,7 @@ def render(touch: Touch, stamp: datetime | None = None) -> bytes:
     cal.add("version", "2.0")
     event = icalendar.Event()
     event.add("uid", uid_for(touch.key))
-    event.add("dtstamp", (stamp or datetime.now(timezone.utc)).replace(microsecond=0))
+    event.add("dtstamp", (stamp or datetime.now(UTC)).replace(microsecond=0))
     event.add("dtstart", touch.start)
     event.add("dtend", touch.end)
     event.add("summary", summary_line(touch))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import ClassVar
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -27,7 +28,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 class _JournalFormatter(logging.Formatter):
-    _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+    _PRIORITY: ClassVar[dict[int, int]] = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
                  logging.CRITICAL: 2}
 
     def format(self, record: logging.LogRecord) -> str:

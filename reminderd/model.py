@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .timeparse import next_weekday, wall_clock_shift
 
@@ -155,5 +155,5 @@ def upcoming(commitments: Iterable[Commitment], since: datetime,
     found = [
         t for c in commitments if c.active for t in touches(c) if since <= t.start < until
     ]
-    found.sort(key=lambda t: (t.start.astimezone(timezone.utc), t.key))
+    found.sort(key=lambda t: (t.start.astimezone(UTC), t.key))
     return found

@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -326,7 +326,7 @@ class Daemon:
     def _announce(self, config: Config) -> None:
         assert self.current is not None
         commitments = self.current.commitments or ()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         n_touches = sum(len(touches(c)) for c in commitments if c.active)
         log.info("%d commitments, %d touches planned", len(commitments), n_touches)
         soon = upcoming(commitments, now, now + timedelta(days=7))
@@ -344,15 +344,15 @@ class Daemon:
     def _status_line(self) -> str:
         n = len(self.current.commitments or ()) if self.current else 0
         nxt = self.scheduler.next_send() if self.scheduler is not None else None
-        zone = get_zone(self.current.config.timezone) if self.current else timezone.utc
+        zone = get_zone(self.current.config.timezone) if self.current else UTC
         return f"{n} commitments" + (f"; next SMS {nxt.astimezone(zone).strftime('%a %H:%M')}" if nxt else "")
 
     def _set_daemon_state(self, state: str) -> None:
         self.db.set("daemon", {"state": state, "pid": os.getpid(),
-                               "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                               "since": datetime.now(UTC).isoformat(timespec="seconds")})
 
     def _record_error(self, message: str) -> None:
-        self.db.set("last_error", {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        self.db.set("last_error", {"at": datetime.now(UTC).isoformat(timespec="seconds"),
                                    "message": message})
 
 

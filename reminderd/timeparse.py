@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from .didyoumean import did_you_mean
@@ -77,7 +77,7 @@ def format_offset(delta: timedelta) -> str:
     return sign + body
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _all_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
@@ -149,7 +149,7 @@ def localize(naive: datetime, zone: ZoneInfo, *, shown: str | None = None) -> da
     off0, off1 = first.utcoffset(), second.utcoffset()
     if off0 == off1:
         return first
-    as_utc = first.astimezone(timezone.utc)
+    as_utc = first.astimezone(UTC)
     if as_utc.astimezone(zone).replace(tzinfo=None) != naive:
         later = as_utc.astimezone(zone)
         raise InvalidValue(
@@ -182,7 +182,7 @@ def wall_clock_shift(start: datetime, delta: timedelta) -> datetime:
     zone = start.tzinfo
     naive = start.replace(tzinfo=None) + delta
     moved = naive.replace(tzinfo=zone, fold=0)
-    return moved.astimezone(timezone.utc).astimezone(zone)
+    return moved.astimezone(UTC).astimezone(zone)
 
 
 def parse_clock(text: str, *, what: str) -> time:

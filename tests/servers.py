@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,7 +177,7 @@ class RecordingProxy:
     Keep-alive on both sides, so counting does not change the traffic shape.
     """
 
-    WRITES = {"PUT", "DELETE", "MKCALENDAR", "MKCOL", "PROPPATCH", "POST", "MOVE", "COPY"}
+    WRITES: ClassVar[set[str]] = {"PUT", "DELETE", "MKCALENDAR", "MKCOL", "PROPPATCH", "POST", "MOVE", "COPY"}
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)

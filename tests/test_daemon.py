@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -207,14 +207,14 @@ def test_calendar_outage_of_30s_daemon_stays_up_and_converges(rig: Rig) -> None:
 
 def test_sms_on_time_and_kill_9_restart_sends_no_duplicate(sms_rig: Rig, mock: TwilioMock) -> None:
     mock.clear()
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     # SMS due 8 s and 25 s from now (one minute before items starting a minute later)
     first, second = now + timedelta(seconds=68), now + timedelta(seconds=85)
     sms_rig.write([item(1, first, sms="[-1m]"), item(2, second, sms="[-1m]")])
     sms_rig.start()
     posts = lambda: [r for r in mock.requests() if r.get("method") == "POST" and r.get("status") == 201]  # noqa: E731
     wait_for("the first SMS", lambda: len(posts()) >= 1, 20)
-    arrived = datetime.fromtimestamp(float(posts()[0]["time"]), timezone.utc)  # type: ignore[arg-type]
+    arrived = datetime.fromtimestamp(float(posts()[0]["time"]), UTC)  # type: ignore[arg-type]
     due = first - timedelta(minutes=1)
     assert timedelta(0) <= arrived - due < timedelta(seconds=2), (due, arrived)
     assert sms_rig.proc is not None
@@ -224,7 +224,7 @@ def test_sms_on_time_and_kill_9_restart_sends_no_duplicate(sms_rig: Rig, mock: T
     time.sleep(2)
     bodies = sorted(str(r["form"]["Body"]) for r in posts())  # type: ignore[index]
     assert len(bodies) == 2 and "Call customer 1" in bodies[0] and "Call customer 2" in bodies[1]
-    arrived = datetime.fromtimestamp(float(posts()[1]["time"]), timezone.utc)  # type: ignore[arg-type]
+    arrived = datetime.fromtimestamp(float(posts()[1]["time"]), UTC)  # type: ignore[arg-type]
     assert timedelta(0) <= arrived - (second - timedelta(minutes=1)) < timedelta(seconds=2)
     assert sms_rig.stop() == 0
 

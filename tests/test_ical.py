@@ -14,11 +14,11 @@ ATHENS = ZoneInfo("Europe/Athens")
 
 
 def make(**kw: object) -> Commitment:
-    base: dict[str, object] = dict(
-        id="acme", title="Call Alex", start=datetime(2026, 11, 30, 10, tzinfo=ATHENS),
-        duration=timedelta(minutes=20), contact=Contact("Alex", "ACME", "+302101234567", "a@acme.example"),
-        purpose="Card details", bring=("Contract PDF",), questions=("Pricing?",), agenda=("Recap",),
-        next_step="Send contract", alarms=(timedelta(days=-1), timedelta(minutes=-10)), tags=("hot",))
+    base: dict[str, object] = {
+        "id": "acme", "title": "Call Alex", "start": datetime(2026, 11, 30, 10, tzinfo=ATHENS),
+        "duration": timedelta(minutes=20), "contact": Contact("Alex", "ACME", "+302101234567", "a@acme.example"),
+        "purpose": "Card details", "bring": ("Contract PDF",), "questions": ("Pricing?",), "agenda": ("Recap",),
+        "next_step": "Send contract", "alarms": (timedelta(days=-1), timedelta(minutes=-10)), "tags": ("hot",)}
     base.update(kw)
     return Commitment(**base)  # type: ignore[arg-type]
 

@@ -9,8 +9,8 @@ ATHENS = ZoneInfo("Europe/Athens")
 
 
 def make(**kw: object) -> Commitment:
-    base: dict[str, object] = dict(id="x", title="Call", start=datetime(2026, 11, 27, 10, 0, tzinfo=ATHENS),
-                                   duration=timedelta(minutes=15))
+    base: dict[str, object] = {"id": "x", "title": "Call", "start": datetime(2026, 11, 27, 10, 0, tzinfo=ATHENS),
+                                   "duration": timedelta(minutes=15)}
     base.update(kw)
     return Commitment(**base)  # type: ignore[arg-type]
 

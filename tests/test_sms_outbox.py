@@ -9,7 +9,7 @@ permanent, ambiguous, cancel and move.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,7 @@ START = datetime(2026, 12, 2, 10, 0, tzinfo=ATHENS)
 
 class Clock:
     def __init__(self, now: datetime) -> None:
-        self.now = now.astimezone(timezone.utc)
+        self.now = now.astimezone(UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -67,9 +67,9 @@ def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def commitment(**kw: object) -> Commitment:
-    base: dict[str, object] = dict(id="acme", title="Call Alex", start=START, duration=timedelta(minutes=15),
-                                   contact=Contact("Alex", "ACME", "+302101234567"), purpose="card details",
-                                   sms=(timedelta(minutes=-30),))
+    base: dict[str, object] = {"id": "acme", "title": "Call Alex", "start": START, "duration": timedelta(minutes=15),
+                                   "contact": Contact("Alex", "ACME", "+302101234567"), "purpose": "card details",
+                                   "sms": (timedelta(minutes=-30),)}
     base.update(kw)
     return Commitment(**base)  # type: ignore[arg-type]
 
@@ -78,7 +78,7 @@ def test_sent_once_at_its_time(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
     assert d.replan([commitment()])["added"] == 1
     assert d.run_due() == []  # not yet
-    clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
+    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     assert d.run_due() == ["sent"]
     assert d.run_due() == [] and d.replan([commitment()]) == {"added": 0, "moved": 0, "cancelled": 0, "reopened": 0}
     assert sender.sent == ["10:00 Call Alex - Alex (ACME) +302101234567. Why: card details."]
@@ -91,14 +91,14 @@ def test_edit_moves_and_done_cancels(rig) -> None:  # type: ignore[no-untyped-de
     counts = d.replan([moved])
     assert counts["added"] == 1 and counts["cancelled"] == 1  # a new time is a new reminder
     assert d.replan([replace(moved, status=Status.DONE)])["cancelled"] == 1
-    clock.now = START.astimezone(timezone.utc) + timedelta(hours=2)
+    clock.now = START.astimezone(UTC) + timedelta(hours=2)
     assert d.run_due() == [] and sender.sent == []
 
 
 def test_late_within_grace_says_late_and_beyond_is_missed(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
     d.replan([commitment(), commitment(id="b", sms=(timedelta(hours=-1),))])
-    clock.now = (START - timedelta(minutes=10)).astimezone(timezone.utc)  # 20 and 50 minutes late
+    clock.now = (START - timedelta(minutes=10)).astimezone(UTC)  # 20 and 50 minutes late
     assert sorted(d.run_due()) == ["missed", "sent"]
     assert sender.sent[0].startswith("LATE reminder: 10:00 Call Alex")
     (missed,) = d.outbox.recent(statuses=("missed",))
@@ -109,7 +109,7 @@ def test_temporary_failures_retry_with_backoff_permanent_do_not(rig) -> None:  #
     d, clock, sender = rig
     d.replan([commitment(), commitment(id="b")])
     sender.script = [SmsError("busy", permanent=False, status=429), SmsError("bad number", permanent=True, code=21211)]
-    clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
+    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     assert sorted(d.run_due()) == ["failed", "retry"]
     assert d.run_due() == []  # the retry waits for its backoff
     retry_at = d.outbox.next_time()
@@ -123,7 +123,7 @@ def test_temporary_failures_retry_with_backoff_permanent_do_not(rig) -> None:  #
 def test_provider_down_until_useless_gives_up(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
     d.replan([commitment()])
-    clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
+    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     results = []
     for _ in range(20):
         sender.script = [SmsError("down", permanent=False, status=503)]
@@ -140,7 +140,7 @@ def test_ambiguous_send_is_looked_up_then_repeated_at_most_once(rig) -> None:  #
     d, clock, sender = rig
     d.s = replace(d.s, lookup_delay=timedelta(seconds=20))
     d.replan([commitment(), commitment(id="b")])
-    clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
+    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     sender.script = [Ambiguous("read timeout"), Ambiguous("read timeout")]
     assert d.run_due() == ["ambiguous", "ambiguous"]
     assert d.run_due() == []  # the provider is asked only after lookup_delay
@@ -157,7 +157,7 @@ def test_a_found_message_is_not_sent_again_and_a_failed_look_up_waits(rig) -> No
     d, clock, sender = rig
     d.s = replace(d.s, lookup_delay=timedelta(seconds=20))
     d.replan([commitment()])
-    clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
+    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     sender.script = [Ambiguous("read timeout")]
     assert d.run_due() == ["ambiguous"]
     clock.now += timedelta(seconds=20)
@@ -175,7 +175,7 @@ def test_a_found_message_is_not_sent_again_and_a_failed_look_up_waits(rig) -> No
 def test_recovery_after_a_crash_asks_the_provider(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
     d.replan([commitment(), commitment(id="b")])
-    clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
+    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     for row in d.outbox.due(clock.now):  # "killed" right after marking them as sending
         d.outbox.claim(row.key, d.body(row, late=False), clock.now)
     sender.found = "SMfound"
@@ -185,19 +185,19 @@ def test_recovery_after_a_crash_asks_the_provider(rig) -> None:  # type: ignore[
 
 
 def test_sends_already_useless_when_planned_are_not_queued(rig) -> None:  # type: ignore[no-untyped-def]
-    d, clock, sender = rig
-    clock.now = (START + timedelta(days=3)).astimezone(timezone.utc)  # an old item appears in the file
+    d, clock, _sender = rig
+    clock.now = (START + timedelta(days=3)).astimezone(UTC)  # an old item appears in the file
     assert d.replan([commitment()])["added"] == 0
     assert d.run_due() == [] and d.outbox.recent(statuses=("missed",)) == []
 
 
 def test_digest_lists_today_and_missed_once_a_day(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
-    clock.now = (START - timedelta(hours=4)).astimezone(timezone.utc)
+    clock.now = (START - timedelta(hours=4)).astimezone(UTC)
     d.replan([commitment(sms=(timedelta(hours=-3),))])
-    clock.now = (START - timedelta(minutes=10)).astimezone(timezone.utc)
+    clock.now = (START - timedelta(minutes=10)).astimezone(UTC)
     assert d.run_due() == ["missed"]  # the daemon was down for its time and its grace
-    morning = START.replace(hour=7, minute=30).astimezone(timezone.utc)
+    morning = START.replace(hour=7, minute=30).astimezone(UTC)
     clock.now = morning
     text = d.digest([commitment()], morning)
     assert text is not None and "10:00 Call Alex (Alex (ACME))" in text and "Missed backups: Call Alex" in text
@@ -215,7 +215,7 @@ def test_stopping_leaves_queued_sends_pending_never_half_sent(tmp_path: Path) ->
     d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=60,
                                                     workers=2), clock)
     d.replan([commitment(id=f"c{i}") for i in range(20)])
-    clock.now = (START - timedelta(minutes=30)).astimezone(timezone.utc)
+    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     worker = threading.Thread(target=d.run_due)
     worker.start()
     time.sleep(1.5)  # a couple of sends go out at one per second

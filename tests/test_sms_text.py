@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,8 +19,8 @@ QUIET = (time(21, 30), time(7, 30))
 
 
 def parts(**kw: str) -> Parts:
-    base = dict(late="", when="10:00", title="Call Alex at ACME", who=" - Alex Valassidis (ACME)",
-                phone=" +302101234567", why=" Why: card details.", bring=" Bring: Contract PDF.")
+    base = {"late": "", "when": "10:00", "title": "Call Alex at ACME", "who": " - Alex Valassidis (ACME)",
+                "phone": " +302101234567", "why": " Why: card details.", "bring": " Bring: Contract PDF."}
     base.update(kw)
     return Parts(**base)
 
@@ -62,7 +62,7 @@ def test_quiet_hours() -> None:
     def at(h: int, m: int, day: int = 2) -> datetime:
         return datetime(2026, 12, day, h, m, tzinfo=ATHENS)
 
-    utc = timezone.utc
+    utc = UTC
     # due in the window, item after it: wait for 07:30
     assert quiet_adjust(at(6, 0).astimezone(utc), at(9, 0), QUIET, ATHENS) == at(7, 30).astimezone(utc)
     # the item itself is inside the window: send at its due time

@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ os.environ["TEST_TWILIO_TOKEN"] = "test-token-not-secret"
 def setup(tmp: Path, url: str, n: int = 1, *, extra: str = "", minutes: int = 20, tag: str = "t",
           monkeypatch: pytest.MonkeyPatch | None = None) -> Path:
     """Config + n commitments whose SMS (-minutes) is due right now."""
-    start = datetime.now(timezone.utc) + timedelta(minutes=minutes)
+    start = datetime.now(UTC) + timedelta(minutes=minutes)
     items = "\n".join(
         f"  - {{id: {tag}{i}, title: Call {tag}-{i}, when: '{start.strftime('%Y-%m-%dT%H:%M:%S')}Z', "
         f"contact: {{name: Alex, phone: '+30 210 123 4567'}}, purpose: Card details, sms: [-{minutes}m]}}"
@@ -119,7 +119,7 @@ def test_temporary_errors_are_retried(mock: TwilioMock, tmp_path: Path, status: 
             nxt = d.outbox.next_time()
             if nxt is None:
                 break
-            time.sleep(max(0.0, (nxt - datetime.now(timezone.utc)).total_seconds()) + 0.05)
+            time.sleep(max(0.0, (nxt - datetime.now(UTC)).total_seconds()) + 0.05)
             outcomes += d.run_due()
     finally:
         d.close()
@@ -144,7 +144,7 @@ def test_fault_proxy(mock: TwilioMock, tmp_path: Path, fault: str) -> None:
             outcomes = d.run_due()
             nxt = d.outbox.next_time()
             if nxt is not None:
-                time.sleep(max(0.0, (nxt - datetime.now(timezone.utc)).total_seconds()) + 0.05)
+                time.sleep(max(0.0, (nxt - datetime.now(UTC)).total_seconds()) + 0.05)
                 outcomes += d.run_due()
         finally:
             d.close()

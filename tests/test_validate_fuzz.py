@@ -353,12 +353,12 @@ def csv_files(draw: st.DrawFn) -> str:
     clean = draw(st.booleans())
     if clean:
         header = draw(st.lists(st.sampled_from(CSV_COLUMNS), unique=True, max_size=10))
-        header = list(dict.fromkeys(["title", "when"] + header))
+        header = list(dict.fromkeys(["title", "when", *header]))
         header = draw(st.permutations(header))
     else:
         header = draw(headers)
         if draw(st.integers(0, 3)):
-            header = list(dict.fromkeys(["title", "when"] + header))  # mostly a usable header
+            header = list(dict.fromkeys(["title", "when", *header]))  # mostly a usable header
     rows = [header]
     for _ in range(draw(st.integers(0, 6))):
         if clean:

@@ -105,7 +105,7 @@ class DavCalendar:
                 raise ServerUnreachable(f"{_origin(url)}: TLS error ({type(exc).__name__}); "
                                         "check the certificate or calendar.verify_tls") from None
             except requests.RequestException as exc:
-                if last or isinstance(exc, requests.ConnectionError) and attempt >= 1:
+                if last or (isinstance(exc, requests.ConnectionError) and attempt >= 1):
                     raise ServerUnreachable(f"{_origin(url)}: cannot reach the calendar server "
                                             f"({type(exc).__name__})") from None
                 self._local.session = None

@@ -14,7 +14,7 @@ import time as _time
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ..errors import SmsError
@@ -44,7 +44,7 @@ class SmsSettings:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class RateLimiter:
@@ -204,7 +204,7 @@ class Dispatcher:
         now = now or self.clock()
         local = now.astimezone(self.s.zone)
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        today = upcoming(list(commitments), now, (day_start + timedelta(days=1)).astimezone(timezone.utc))
+        today = upcoming(list(commitments), now, (day_start + timedelta(days=1)).astimezone(UTC))
         missed = self.outbox.missed_since(now - timedelta(days=1))
         lines = [f"Today {local.strftime('%a %d %b')}: {len(today) or 'no'} follow-up{'s' if len(today) != 1 else ''}."]
         for t in today:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..sync.state import StateDB
@@ -26,7 +26,7 @@ ACTIVE = ("pending", "sending")
 
 def iso(moment: datetime) -> str:
     """UTC, always to the millisecond: one fixed width, so SQL compares them as text."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def parse_iso(text: str) -> datetime:
@@ -141,7 +141,7 @@ class Outbox:
         return [_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        return {s: n for s, n in self.db.query("SELECT status, COUNT(*) FROM sms_outbox GROUP BY status")}
+        return dict(self.db.query("SELECT status, COUNT(*) FROM sms_outbox GROUP BY status"))
 
     # -- the state machine, one committed transaction per step
 

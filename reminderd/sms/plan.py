@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ..model import Commitment, touches
@@ -26,7 +26,7 @@ class PlannedSend:
 
 
 def send_key(touch_key: str, offset: timedelta, start: datetime) -> str:
-    start_utc = start.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    start_utc = start.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{touch_key}@{format_offset(offset)}@{start_utc}"
 
 
@@ -50,14 +50,14 @@ def quiet_adjust(due: datetime, start: datetime, window: tuple[time, time] | Non
     if window is None:
         return due
     local_due = due.astimezone(zone)
-    if not in_window(local_due.time(), window) or in_window(start.astimezone(zone).time(), window) \
-            and start.astimezone(zone) - local_due < timedelta(hours=24):
+    if not in_window(local_due.time(), window) or (in_window(start.astimezone(zone).time(), window) \
+            and start.astimezone(zone) - local_due < timedelta(hours=24)):
         return due
     end = local_due.replace(hour=window[1].hour, minute=window[1].minute, second=0, microsecond=0)
     if end <= local_due:
         end += timedelta(days=1)
     end = end.replace(tzinfo=None).replace(tzinfo=zone)  # wall clock, then back to an instant
-    return end.astimezone(timezone.utc) if end < start else due
+    return end.astimezone(UTC) if end < start else due
 
 
 def planned_sends(commitments: Iterable[Commitment], *, quiet: tuple[time, time] | None,
@@ -74,7 +74,7 @@ def planned_sends(commitments: Iterable[Commitment], *, quiet: tuple[time, time]
                 "why": t.purpose, "bring": ", ".join(c.bring) or None,
             }
             for offset in c.sms:
-                due = (t.start + offset).astimezone(timezone.utc)
+                due = (t.start + offset).astimezone(UTC)
                 send_at = quiet_adjust(due, t.start, quiet, zone)
                 key = send_key(t.key, offset, t.start)
                 found[key] = PlannedSend(key, due, send_at, send_at + late_grace,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 from zoneinfo import ZoneInfo
 
 from apscheduler.jobstores.base import JobLookupError
@@ -51,7 +51,7 @@ class SmsScheduler:
                 except JobLookupError:
                     pass
                 return
-            run_at = max(due, datetime.now(timezone.utc))
+            run_at = max(due, datetime.now(UTC))
             self.scheduler.add_job(self._tick, "date", run_date=run_at, id=JOB, replace_existing=True)
 
     def next_send(self) -> datetime | None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from ..didyoumean import did_you_mean
 from ..errors import InvalidValue, Problem

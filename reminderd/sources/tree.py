@@ -8,7 +8,6 @@ names the same `path:line`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(slots=True)
@@ -42,7 +41,7 @@ class Map:
         return found[1] if found else None
 
 
-Node = Union[Scalar, Seq, Map]
+Node = Scalar | Seq | Map
 
 
 def kind_name(node: Node) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..model import Touch
 from .state import EventRow
@@ -70,7 +69,7 @@ class Record:
     etag: str | None
 
 
-Action = Union[Create, Update, Adopt, Delete, Forget, Record]
+Action = Create | Update | Adopt | Delete | Forget | Record
 
 
 @dataclass(slots=True)
