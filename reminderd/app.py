@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import TextIO
 
 from .calendar import forget_calendar, open_calendar
 from .calendar.dav import CalendarMissing, RequestFailed
+from .clock import Clock, system_clock
 from .config import Config
 from .ical import wants_event
 from .model import Commitment, touches
 from .sync.engine import SyncResult, sync_calendar
-from .sync.state import StateDB
+from .sync.state import META_LAST_SYNC, StateDB
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def state_db(config: Config) -> StateDB:
 
 def sync_once(config: Config, db: StateDB, commitments: tuple[Commitment, ...], *,
               dry_run: bool = False, force: bool = False, progress: TextIO | None = sys.stderr,
-              serve: bool = True) -> tuple[SyncResult, str]:
+              serve: bool = True, clock: Clock = system_clock) -> tuple[SyncResult, str]:
     """One reconcile; returns the result and the calendar URL.
 
     A remembered calendar URL that vanished (404: deleted in a calendar app)
@@ -46,6 +46,6 @@ def sync_once(config: Config, db: StateDB, commitments: tuple[Commitment, ...], 
             log.warning("the calendar is gone from the server; finding or creating it again")
             forget_calendar(db)
     if not dry_run:
-        db.set("last_sync", {"at": datetime.now(UTC).isoformat(timespec="seconds"),
-                             "result": result.line(), "errors": result.errors[:20]})
+        db.set(META_LAST_SYNC, {"at": clock().isoformat(timespec="seconds"),
+                                "result": result.line(), "errors": result.errors[:20]})
     return result, url

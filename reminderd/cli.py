@@ -6,16 +6,17 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from . import __version__
+from .clock import Clock, system_clock
 from .errors import EX_SOFTWARE, InputProblems, ReminderdError
 from .logs import setup_logging
 
 log = logging.getLogger(__name__)
-Command = Callable[[argparse.Namespace], int]
+SYNC_WAIT = 120.0  # seconds `sync` waits for a running daemon's sync to finish
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -56,7 +57,7 @@ def cmd_agenda(args: argparse.Namespace) -> int:
     from .timeparse import get_zone
 
     config, loaded = _load(args)
-    now = datetime.now(UTC)
+    now = args.clock()
     items, after = window(loaded.commitments, now, args.days)
     alerts = alerts_as_planned(config.sms["quiet_hours"] if config.sms else None, get_zone(config.timezone),
                                config.sms is not None)
@@ -70,14 +71,19 @@ def cmd_agenda(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    """One reconcile. Beside a running daemon it waits for the daemon's sync in flight
+    (the sync lock), then syncs itself: the two never reconcile at the same time."""
     from .app import state_db, sync_once
+    from .statelock import sync_lock
 
     config, loaded = _load(args)  # a file that fails to parse stops here: nothing is deleted
-    db = state_db(config)
-    try:
-        result, url = sync_once(config, db, loaded.commitments, dry_run=args.dry_run, force=args.force)
-    finally:
-        db.close()
+    with sync_lock(config.state_dir, SYNC_WAIT, "waiting for the running daemon's sync to finish"):
+        db = state_db(config)
+        try:
+            result, url = sync_once(config, db, loaded.commitments, dry_run=args.dry_run,
+                                    force=args.force, clock=args.clock)
+        finally:
+            db.close()
     for error in result.errors:
         print(f"error: {error}", file=sys.stderr)
     print(result.line())
@@ -87,6 +93,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_test_sms(args: argparse.Namespace) -> int:
+    """One SMS through the outbox: its claim is a row lock, so a running daemon never sends it too."""
     import uuid
 
     from .app import state_db
@@ -105,8 +112,9 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
         print("reminderd: sms.to is not set", file=sys.stderr)
         return 78
     sender = make_sender(config)
-    now = datetime.now(UTC)
-    body = f"reminderd test SMS, {now.astimezone().strftime('%H:%M')}: your follow-up backups reach this phone."
+    now = args.clock()
+    zone = _zone(config.timezone)
+    body = f"reminderd test SMS, {now.astimezone(zone).strftime('%H:%M')}: your follow-up backups reach this phone."
     db = state_db(config)
     try:
         outbox = Outbox(db)
@@ -118,76 +126,58 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
         try:
             sid = sender.send(to, body, 600)
         except SmsError as exc:
-            outbox.failed(key, str(exc), datetime.now(UTC))
+            outbox.failed(key, str(exc), args.clock())
             print(f"reminderd: test SMS to {mask(to)} failed: {exc}", file=sys.stderr)
             return 1
         except ReminderdError as exc:  # Ambiguous: no answer, it may still arrive
-            outbox.unconfirmed(key, str(exc), datetime.now(UTC))
+            outbox.unconfirmed(key, str(exc), args.clock())
             print(f"reminderd: test SMS to {mask(to)}: {exc}; it may still arrive", file=sys.stderr)
             return 1
-        outbox.sent(key, sid, datetime.now(UTC))
+        outbox.sent(key, sid, args.clock())
     finally:
         db.close()
     print(f"sent a test SMS to {mask(to)} via {sender.name} ({sid})")
     return 0
 
 
-def _alive(pid: object) -> bool:
-    import os
+def _zone(name: str) -> ZoneInfo:
+    from .timeparse import get_zone
 
-    try:
-        os.kill(int(pid), 0)  # type: ignore[call-overload]
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
+    return get_zone(name)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .app import state_db
+    """Read-only: never creates the state dir or the database."""
     from .config import find_config, load_config
     from .phone import mask
-    from .sms.outbox import Outbox
+    from .status import gather, render_json, render_text
+    from .sync.state import StateDB
 
     config = load_config(find_config(args.config))
-    db = state_db(config)
+    path = config.state_dir / "state.sqlite3"
+    db = StateDB(path, readonly=True) if path.exists() else None
     try:
-        outbox = Outbox(db)
-        upcoming_rows = outbox.due(datetime.max.replace(tzinfo=UTC), limit=1)
-        doc = {
-            "state_dir": str(config.state_dir),
-            "daemon": db.get("daemon"),
-            "last_sync": db.get("last_sync"),
-            "last_error": db.get("last_error"),
-            "sms": "off" if config.sms is None else config.sms["provider"],
-            "sms_to": mask(config.sms["to"]) if config.sms and config.sms["to"] else None,
-            "next_sms": [{"key": r.key, "at": r.next_try.isoformat(), "title": r.payload.get("title"),
-                          "kind": r.kind} for r in upcoming_rows],
-            "sms_counts": outbox.counts(),
-            "recent_sends": [{"key": r.key, "status": r.status, "at": r.started_at.isoformat() if r.started_at else None,
-                              "sid": r.sid, "error": r.error} for r in outbox.recent(10)],
-        }
+        found = gather(config.state_dir, db, _zone(config.timezone),
+                       "off" if config.sms is None else config.sms["provider"],
+                       mask(config.sms["to"]) if config.sms and config.sms["to"] else None)
     finally:
-        db.close()
+        if db is not None:
+            db.close()
     if args.json:
-        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(render_json(found), sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
-        return 0
-    daemon = doc["daemon"] or {}
-    if daemon.get("state") in ("running", "starting") and not _alive(daemon.get("pid")):
-        daemon = dict(daemon, state="not running (it stopped without saying so: killed or crashed)")
-    last = doc["last_sync"] or {}
-    print(f"state:      {doc['state_dir']}")
-    print(f"daemon:     {daemon.get('state', 'not running')}" + (f" since {daemon['since']}" if daemon.get("since") else ""))
-    print(f"last sync:  {last.get('at', 'never')}" + (f" ({last['result']})" if last.get("result") else ""))
-    err = doc["last_error"] or {}
-    print(f"last error: {err.get('at', '') + ' ' + err.get('message', '') if err else 'none'}")
-    print(f"sms:        {doc['sms']}" + (f" to {doc['sms_to']}" if doc["sms_to"] else ""))
-    for r in doc["next_sms"]:
-        print(f"next sms:   {r['at']} {r['title'] or r['kind']} ({r['key']})")
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(doc["sms_counts"].items()))
-    print(f"sms counts: {counts or 'none'}")
-    for r in doc["recent_sends"]:
-        print(f"  {r['status']:9s} {r['at'] or '-':25s} {r['key']}" + (f"  {r['error']}" if r["error"] else ""))
+    else:
+        sys.stdout.write(render_text(found))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .starter import default_dir, write_starter
+
+    directory = Path(args.dir) if args.dir else default_dir()
+    written = write_starter(directory, args.clock(), force=args.force)
+    print(f"wrote {written.config} and {written.commitments}")
+    print(f"next: reminderd --config {written.config} run")
     return 0
 
 
@@ -195,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import find_config
     from .service import Daemon
 
-    return Daemon(find_config(args.config)).run()
+    return Daemon(find_config(args.config), clock=args.clock).run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,12 +220,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("test-sms", parents=[common], help="send one SMS to check credentials and number")
     p.set_defaults(func=cmd_test_sms)
+    p = sub.add_parser("init", parents=[common],
+                       help="write a starter config and commitments file, dated from today")
+    p.add_argument("dir", nargs="?", metavar="DIR",
+                   help="where to write them (default: $XDG_CONFIG_HOME/reminderd/)")
+    p.add_argument("--force", action="store_true", help="replace files that already exist")
+    p.set_defaults(func=cmd_init)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, clock: Clock = system_clock) -> int:
+    """The CLI; `clock` is where every command reads the time (tests pass a fixed one)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.clock = clock
     args.config = getattr(args, "config", None)
     args.verbose = getattr(args, "verbose", False)
     setup_logging(args.verbose)

@@ -15,6 +15,8 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+EX_IOERR = 74
+EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 
@@ -60,6 +62,18 @@ class MissingInputError(ReminderdError):
     exit_code = EX_NOINPUT
 
 
+class MissingInputs(MissingInputError):
+    """Every named file that is missing or not a regular file, not only the first.
+
+    `missing` holds one `path: reason` per file; the message joins them on one
+    line, so each error stays one line after the CLI's `reminderd: ` prefix.
+    """
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = tuple(missing)
+        super().__init__("; ".join(missing))
+
+
 class SecretError(ReminderdError):
     """A secret could not be resolved; the message never contains the secret."""
 
@@ -68,6 +82,36 @@ class SecretError(ReminderdError):
 
 class ServerUnreachable(ReminderdError):
     exit_code = EX_UNAVAILABLE
+
+
+class AlreadyRunning(ReminderdError):
+    """Another daemon holds this state dir."""
+
+    exit_code = EX_TEMPFAIL
+
+
+class LockTimeout(ReminderdError):
+    """The daemon's sync held the sync lock for longer than we would wait."""
+
+    exit_code = EX_TEMPFAIL
+
+
+class PortTaken(ReminderdError):
+    """Something else listens where the embedded calendar should: never talk to it."""
+
+    exit_code = EX_UNAVAILABLE
+
+
+class StateError(ReminderdError):
+    """The state database cannot be opened, read or written (corrupt, read-only, disk full)."""
+
+    exit_code = EX_IOERR
+
+
+class StateGone(ReminderdError):
+    """The state dir was deleted or replaced while the daemon ran: restart on a fresh one."""
+
+    exit_code = EX_TEMPFAIL
 
 
 class MassDeleteRefused(ReminderdError):

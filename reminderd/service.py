@@ -20,18 +20,22 @@ import re
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
+from .agenda import summary
 from .app import state_db, sync_once
+from .clock import Clock, system_clock
 from .config import Config, load_config
-from .errors import MassDeleteRefused, MissingInputError, ReminderdError
-from .model import Commitment, touches, upcoming
+from .errors import LockTimeout, MassDeleteRefused, MissingInputError, ReminderdError, StateGone
+from .model import Commitment, upcoming
 from .notify import Notifier, watchdog_interval
 from .sms.providers import mask_numbers
 from .sources import FileCache, load_sources
+from .statelock import DaemonLock, sync_lock
+from .sync.state import META_DAEMON, clear_error, forget_sync_markers, record_error
 from .timeparse import get_zone
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,9 @@ DEBOUNCE = 0.1  # editors save in bursts of a few ms (write, fsync, rename): one
 MAX_BACKOFF = 300.0
 CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 FULL_CHECK_EVERY = 6  # periodic syncs; every 6th lists the whole calendar (cheap drift check otherwise)
+STATE_CHECK = 5.0  # seconds between checks that the state dir is still the one we opened
+SYNC_LOCK_WAIT = 60.0  # a `reminderd sync` by hand holds the sync lock for at most this long
+STOP_SYNC_WAIT = 10.0  # on SIGTERM, a sync in flight gets this long to finish its current write
 
 
 @dataclass
@@ -48,8 +55,9 @@ class _Loaded:
 
 
 class Daemon:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, clock: Clock = system_clock) -> None:
         self.config_path = config_path
+        self.clock = clock
         self.events: queue.SimpleQueue[str] = queue.SimpleQueue()  # put() is safe from a signal handler
         self.notifier = Notifier()
         self.current: _Loaded | None = None  # the last good config and commitments
@@ -61,6 +69,8 @@ class Daemon:
         self.scheduler: Any = None
         self.observer: Any = None
         self.db: Any = None
+        self.lock: DaemonLock | None = None
+        self._db_inode = 0
         self._watched: set[Path] = set()
         self._announced_url = ""
         self._files: FileCache = {}  # parsed files, re-read only when changed
@@ -70,10 +80,14 @@ class Daemon:
 
     def run(self) -> int:
         config = load_config(self.config_path)  # a bad config at start: exit 78, systemd says why
-        self.db = state_db(config)
-        self._set_daemon_state("starting")
+        self.lock = DaemonLock(config.state_dir)
+        self.lock.acquire()  # a second daemon on this state stops here, naming the first's PID
         worker = threading.Thread(target=self._sync_loop, name="sync", daemon=True)
         try:
+            self.db = state_db(config)
+            self._db_inode = self.db.path.stat().st_ino
+            self._set_daemon_state("starting")
+            clear_error(self.db, "config")
             self._install_signals()
             self._watch(config)  # before loading: fixing a broken file must be noticed too
             loaded = self._load(config)
@@ -100,7 +114,7 @@ class Daemon:
         next_resync = time.monotonic() + resync
         periodic = 0
         while not self.stopping.is_set():
-            timeout = min(ping or 3600.0, max(0.05, next_resync - time.monotonic()))
+            timeout = min(ping or 3600.0, STATE_CHECK, max(0.05, next_resync - time.monotonic()))
             try:
                 event = self.events.get(timeout=timeout)
             except queue.Empty:
@@ -109,6 +123,7 @@ class Daemon:
                 self.notifier.watchdog()
             if event == "stop":
                 break
+            self._check_state()
             if event == "reload":
                 try:
                     self._reload()
@@ -123,27 +138,39 @@ class Daemon:
                 next_resync = time.monotonic() + self.current.config.calendar["sync_interval"].total_seconds()
 
     def _shutdown(self, worker: threading.Thread) -> None:
-        """Bounded: in-flight SMS finish and are recorded, queued ones wait for the next start;
-        a sync in flight gets 20 s, then the process ends anyway (every write is its own
-        transaction, so the next start resumes where this one stopped)."""
+        """Bounded, and never hides why we stop: each step runs even if one before failed.
+
+        In-flight SMS finish and are recorded (each send has its HTTP timeout), queued
+        ones wait for the next start; a sync in flight gets STOP_SYNC_WAIT, then the
+        process ends anyway (every write is its own transaction, so the next start
+        resumes where this one stopped). Worst case: the SMS timeout (15 s by default)
+        + STOP_SYNC_WAIT + 10 s for the embedded server: under TimeoutStopSec.
+        """
         log.info("stopping")
         self.notifier.stopping()
         self.stopping.set()
         self.sync_wanted.set()
-        if self.observer is not None:
-            self.observer.stop()
-        if self._debounce is not None:
-            self._debounce.cancel()
-        if self.scheduler is not None:
-            self.scheduler.shutdown()
-        if worker.is_alive():
-            worker.join(timeout=20)
-        if self.embedded is not None:
-            self.embedded.stop()
-        self._set_daemon_state("stopped")
-        if not worker.is_alive():
-            self.db.close()
-        log.info("stopped cleanly")
+        steps: list[tuple[str, Any]] = [
+            ("file watcher", self.observer.stop if self.observer is not None else None),
+            ("debounce timer", self._debounce.cancel if self._debounce is not None else None),
+            ("SMS scheduler", self.scheduler.shutdown if self.scheduler is not None else None),
+            ("sync worker", (lambda: worker.join(timeout=STOP_SYNC_WAIT)) if worker.is_alive() else None),
+            ("embedded calendar", self.embedded.stop if self.embedded is not None else None),
+            ("state", (lambda: self._set_daemon_state("stopped")) if self.db is not None else None),
+            ("state", self.db.close if self.db is not None and not worker.is_alive() else None),
+        ]
+        clean = True
+        for what, step in steps:
+            if step is None:
+                continue
+            try:
+                step()
+            except Exception as exc:  # keep stopping: the rest must still run
+                clean = False
+                log.warning("stopping: %s: %s", what, exc)
+        if self.lock is not None:
+            self.lock.release()
+        log.info("stopped cleanly" if clean else "stopped")
 
     # -- signals and file events
 
@@ -197,14 +224,18 @@ class Daemon:
             loaded = load_sources(config, self._files)
         except MissingInputError as exc:
             log.error("%s; keeping the last good commitments", exc)
+            self._record_error("input", str(exc))
             return None
         if loaded.problems:
             for problem in loaded.problems:
                 log.error("%s", mask_numbers(str(problem)))
             log.error("%d problem(s): keeping the last good commitments until the files are fixed",
                       len(loaded.problems))
-            self._record_error(f"{len(loaded.problems)} input problem(s), first: {loaded.problems[0]}")
+            self._record_error("input", f"{len(loaded.problems)} input problem(s), first: "
+                               f"{mask_numbers(str(loaded.problems[0]))}")
             return None
+        clear_error(self.db, "input")
+        log.info("loaded: %s", summary(loaded.commitments, loaded.files, config.sms is not None))
         return loaded.commitments
 
     def _reload(self) -> None:
@@ -213,7 +244,7 @@ class Daemon:
             config = load_config(self.config_path)
         except ReminderdError as exc:
             log.error("config not reloaded, keeping the running one: %s", exc)
-            self._record_error(f"config: {exc}")
+            self._record_error("config", str(exc))
             return
         self._watch(config)  # the config may name other files; watch them even if broken
         commitments = self._load(config)
@@ -224,13 +255,26 @@ class Daemon:
                 (old.calendar["url"], old.calendar["listen"], old.state_dir):
             log.warning("calendar.url, calendar.listen and state_dir take effect at the next restart")
             config = _keep_runtime(config, old)
-        self.current = _Loaded(config, commitments)
-        self.sync_wanted.set()  # first: the sync waits on the server while we replan the SMS
         if config.sms != old.sms or config.timezone != old.timezone:
-            self._restart_sms(config)
+            try:
+                self._restart_sms(config)
+            except ReminderdError as exc:  # e.g. a secret that no longer resolves
+                log.error("new SMS settings not applied, the running ones stay in force: %s", exc)
+                self._record_error("config", f"SMS settings: {exc}")
+                config = replace(config, sms=old.sms, timezone=old.timezone)
+                if self.scheduler is not None:
+                    self.scheduler.dispatcher.replan(commitments)
+                    self.scheduler.rearm()
+            else:
+                clear_error(self.db, "config")
         elif self.scheduler is not None:
             self.scheduler.dispatcher.replan(commitments)
             self.scheduler.rearm()
+            clear_error(self.db, "config")
+        else:
+            clear_error(self.db, "config")
+        self.current = _Loaded(config, commitments)
+        self.sync_wanted.set()
         log.info("reloaded: %d commitments", len(commitments))
         self.notifier.status(self._status_line())
 
@@ -239,14 +283,13 @@ class Daemon:
     def _start_calendar(self, config: Config) -> None:
         if config.calendar["url"]:
             return
-        from .calendar import embedded_server
+        from .calendar import embedded_server, port_taken
         from .calendar.embedded import port_in_use
 
         secret = config.calendar["password"]
         server = embedded_server(config, secret.resolve() if secret else None)
-        if port_in_use(server.host, server.port):
-            log.warning("%s:%d is already taken; using the CalDAV server found there", server.host, server.port)
-            return
+        if port_in_use(server.host, server.port):  # never hand our password and data to a squatter
+            raise port_taken(server)
         server.start()
         self.embedded = server
 
@@ -273,25 +316,30 @@ class Daemon:
         """One sync; False when it should be retried later."""
         assert current.commitments is not None
         try:
-            with self._sync_lock:
+            with self._sync_lock, sync_lock(current.config.state_dir, SYNC_LOCK_WAIT):
                 if self._full_check:
                     self._full_check = False
-                    self.db.delete_prefix("sync:")  # list the whole calendar this time
+                    forget_sync_markers(self.db)  # list the whole calendar this time
                 result, url = sync_once(current.config, self.db, current.commitments, progress=None,
-                                        serve=False)
+                                        serve=False, clock=self.clock)
         except MassDeleteRefused as exc:
             log.error("%s", exc)
-            self._record_error(str(exc))
+            self._record_error("sync", str(exc))
             return True  # retrying cannot help: the files must change
+        except LockTimeout as exc:
+            log.warning("calendar sync postponed: %s", exc)
+            return False
         except ReminderdError as exc:
             log.warning("calendar sync failed (%s); retrying with backoff", exc)
-            self._record_error(f"sync: {exc}")
+            self._record_error("sync", str(exc))
             self.notifier.status("calendar unreachable, retrying")
             return False
         log.info("calendar sync: %s", result.line())
         self.notifier.status(self._status_line())
         if result.errors:
-            self._record_error(f"sync: {result.errors[0]}")
+            self._record_error("sync", result.errors[0])
+        else:
+            clear_error(self.db, "sync")
         if url != self._announced_url:
             self._announced_url = url
             where = "embedded; subscribe to it from a calendar app" if self.embedded else "CalDAV"
@@ -300,35 +348,44 @@ class Daemon:
 
     # -- SMS
 
-    def _start_sms(self, config: Config) -> None:
-        if config.sms is None:
-            log.info("SMS backups are off (no sms section in the config)")
-            return
+    def _make_scheduler(self, config: Config) -> Any:
+        """A scheduler for these SMS settings, not started; raises (secrets, ...) before any change."""
         from .sms import make_dispatcher
         from .sms.scheduler import SmsScheduler
 
-        dispatcher = make_dispatcher(config, self.db)
-        self.scheduler = SmsScheduler(dispatcher, get_zone(config.timezone), config.sms["digest"],
-                                      lambda: self.current.commitments if self.current else None)
+        assert config.sms is not None
+        dispatcher = make_dispatcher(config, self.db, clock=self.clock)
+        return SmsScheduler(dispatcher, get_zone(config.timezone), config.sms["digest"],
+                            lambda: self.current.commitments if self.current else None)
+
+    def _start_sms(self, config: Config, scheduler: Any = None) -> None:
+        if config.sms is None:
+            log.info("SMS backups are off (no sms section in the config)")
+            return
+        scheduler = scheduler or self._make_scheduler(config)
         if self.current is not None and self.current.commitments is not None:
-            dispatcher.replan(self.current.commitments)  # an empty list too: it cancels what is gone
-        self.scheduler.start()
+            scheduler.dispatcher.replan(self.current.commitments)  # an empty list too: it cancels what is gone
+        self.scheduler = scheduler
+        scheduler.start()
 
     def _restart_sms(self, config: Config) -> None:
-        """New SMS settings (number, provider, quiet hours, digest...): a new scheduler."""
+        """New SMS settings (number, provider, quiet hours, digest...): a new scheduler.
+
+        The new one is built first (secrets resolved); only then is the old one
+        stopped, so a setting that fails leaves the running SMS untouched.
+        """
+        new = self._make_scheduler(config) if config.sms is not None else None
         if self.scheduler is not None:
             self.scheduler.shutdown()
             self.scheduler = None
-        self._start_sms(config)
+        self._start_sms(config, new)
 
     # -- reporting
 
     def _announce(self, config: Config) -> None:
         assert self.current is not None
         commitments = self.current.commitments or ()
-        now = datetime.now(UTC)
-        n_touches = sum(len(touches(c)) for c in commitments if c.active)
-        log.info("%d commitments, %d touches planned", len(commitments), n_touches)
+        now = self.clock()
         soon = upcoming(commitments, now, now + timedelta(days=7))
         for t in soon[:10]:
             alerts = ", ".join(f"{a.kind.value} {a.at.strftime('%a %H:%M')}" for a in t.alerts)
@@ -348,12 +405,25 @@ class Daemon:
         return f"{n} commitments" + (f"; next SMS {nxt.astimezone(zone).strftime('%a %H:%M')}" if nxt else "")
 
     def _set_daemon_state(self, state: str) -> None:
-        self.db.set("daemon", {"state": state, "pid": os.getpid(),
-                               "since": datetime.now(UTC).isoformat(timespec="seconds")})
+        self.db.set(META_DAEMON, {"state": state, "pid": os.getpid(),
+                                  "since": self.clock().isoformat(timespec="seconds")})
 
-    def _record_error(self, message: str) -> None:
-        self.db.set("last_error", {"at": datetime.now(UTC).isoformat(timespec="seconds"),
-                                   "message": message})
+    def _record_error(self, area: str, message: str) -> None:
+        record_error(self.db, area, message, self.clock())
+
+    def _check_state(self) -> None:
+        """The state dir deleted or replaced under a running daemon: stop, so the service
+        manager restarts us on a fresh state (sends are then looked up before any repeat)."""
+        if self.lock is None or self.db is None:
+            return
+        try:
+            same_db = self.db.path.stat().st_ino == self._db_inode
+        except OSError:
+            same_db = False
+        if not (same_db and self.lock.still_ours()):
+            log.critical("the state dir %s was deleted or replaced while running; stopping so "
+                         "that a restart opens a fresh one", self.db.path.parent)
+            raise StateGone(f"state dir {self.db.path.parent} was deleted or replaced while running")
 
 
 def _existing_parent(path: Path) -> Path:
@@ -365,8 +435,6 @@ def _existing_parent(path: Path) -> Path:
 
 def _keep_runtime(new: Config, old: Config) -> Config:
     """The new config with the settings that need a restart kept as they run now."""
-    from dataclasses import replace
-
     calendar = dict(new.calendar, url=old.calendar["url"], listen=old.calendar["listen"])
     return replace(new, calendar=calendar, state_dir=old.state_dir)
 

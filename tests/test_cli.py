@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reminderd.cli import main
+from reminderd.clock import fixed_clock
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = str(ROOT / "config.example.yaml")
+# The shipped examples carry fixed dates (2026-11/12): read them as of a day before those,
+# so these tests pass on any day they run.
+BEFORE_EXAMPLES = fixed_clock(datetime(2026, 11, 1, 8, 0, tzinfo=UTC))
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -32,7 +37,7 @@ def test_version_and_help() -> None:
 
 
 def test_agenda_json_is_stable(capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["--config", EXAMPLE, "agenda", "--days", "3650", "--json"]) == 0
+    assert main(["--config", EXAMPLE, "agenda", "--days", "3650", "--json"], clock=BEFORE_EXAMPLES) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["version"] == 1 and doc["days"] == 3650 and doc["timezone"] == "Europe/Athens"
     keys = [t["key"] for t in doc["touches"]]
@@ -49,7 +54,7 @@ def test_agenda_json_is_stable(capsys) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_agenda_text_says_what_to_bring(capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["agenda", "--days", "3650", "--config", EXAMPLE]) == 0
+    assert main(["agenda", "--days", "3650", "--config", EXAMPLE], clock=BEFORE_EXAMPLES) == 0
     out = capsys.readouterr().out
     assert "Call Alex at ACME, close the deal" in out and "bring    Contract PDF; Onboarding plan" in out
 
@@ -65,10 +70,10 @@ def test_agenda_shows_sms_as_they_will_go_out(write, capsys) -> None:  # type: i
     off = write("off.yaml", "timezone: Europe/Athens\ncommitments: [c.yaml]\n")
     quiet = write("quiet.yaml", "timezone: Europe/Athens\ncommitments: [c.yaml]\n"
                   "sms: {provider: log, quiet_hours: '21:30-07:30'}\n")
-    assert main(["--config", str(off), "agenda", "--days", "3650", "--json"]) == 0
+    assert main(["--config", str(off), "agenda", "--days", "3650", "--json"], clock=BEFORE_EXAMPLES) == 0
     (touch,) = json.loads(capsys.readouterr().out)["touches"]
     assert [a["kind"] for a in touch["alerts"]] == ["alarm"]  # SMS off: no SMS shown
-    assert main(["--config", str(quiet), "agenda", "--days", "3650", "--json"]) == 0
+    assert main(["--config", str(quiet), "agenda", "--days", "3650", "--json"], clock=BEFORE_EXAMPLES) == 0
     (touch,) = json.loads(capsys.readouterr().out)["touches"]
     sms = [a for a in touch["alerts"] if a["kind"] == "sms"]
     assert sms == [{"kind": "sms", "offset": "-1h", "at": "2030-07-10T07:30:00+03:00"}]  # held to the window's end

@@ -114,7 +114,9 @@ class Rig:
 
 
 def item(i: int, when: datetime | None = None, **extra: str) -> str:
-    when = when or datetime(2030, 7, 10 + i, 10, 0)
+    # upcoming relative to today: the test means "a future call", whatever day it runs
+    when = when or (datetime.now(UTC) + timedelta(days=30 + i)).replace(hour=10, minute=0, second=0,
+                                                                     microsecond=0, tzinfo=None)
     fields = {"id": f"c{i}", "title": f"Call customer {i}", "when": f"'{when.strftime('%Y-%m-%dT%H:%M:%S')}"
               + ("Z'" if when.tzinfo else "'"), "contact": "{name: Alex}", "sms": "[]"}
     fields.update(extra)

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from ..errors import PortTaken
+from ..statelock import daemon_pid
 from .dav import DavCalendar, discover
 from .embedded import EMBEDDED_NO_AUTH, EmbeddedServer, port_in_use
 
@@ -42,7 +44,11 @@ def open_calendar(config: Config, db: StateDB, *, serve: bool = True,
         server = embedded_server(config, password)
         username, url = server.username, server.url
         password = password or EMBEDDED_NO_AUTH
-        if port_in_use(server.host, server.port) or not serve:
+        if port_in_use(server.host, server.port):
+            if daemon_pid(config.state_dir) is None:
+                raise port_taken(server)
+            server = None  # this state's daemon serves it
+        elif not serve:
             server = None
         else:
             server.start()
@@ -56,6 +62,14 @@ def open_calendar(config: Config, db: StateDB, *, serve: bool = True,
     finally:
         if server is not None:
             server.stop()
+
+
+def port_taken(server: EmbeddedServer) -> PortTaken:
+    """A listener we did not start must never get the calendar password or the commitments."""
+    return PortTaken(f"{server.host}:{server.port} (calendar.listen) is already taken by another "
+                     "process, not this config's reminderd daemon; reminderd will not send it the "
+                     "calendar password or any commitment. Stop that process, or set "
+                     "calendar.listen to a free port")
 
 
 def _cache_key(config: Config, url: str, username: str | None) -> str:

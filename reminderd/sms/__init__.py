@@ -9,6 +9,7 @@ from .outbox import Outbox
 from .providers import LogSender, Sender, TwilioSender
 
 if TYPE_CHECKING:
+    from ..clock import Clock
     from ..config import Config
     from ..sync.state import StateDB
 
@@ -32,7 +33,8 @@ def make_sender(config: Config) -> Sender:
                         timeout=sms["timeout"].total_seconds())
 
 
-def make_dispatcher(config: Config, db: StateDB, sender: Sender | None = None) -> Dispatcher:
+def make_dispatcher(config: Config, db: StateDB, sender: Sender | None = None,
+                    clock: Clock | None = None) -> Dispatcher:
     from ..timeparse import get_zone
     from .text import DEFAULT_TEMPLATE
 
@@ -42,4 +44,6 @@ def make_dispatcher(config: Config, db: StateDB, sender: Sender | None = None) -
         to=sms["to"] or "+0", zone=get_zone(config.timezone), quiet=sms["quiet_hours"],
         late_grace=sms["late_grace"], template=sms["template"] or DEFAULT_TEMPLATE,
         max_segments=sms["max_segments"], rate_per_minute=sms["rate_per_minute"])
-    return Dispatcher(Outbox(db), sender or make_sender(config), settings)
+    if clock is None:
+        return Dispatcher(Outbox(db), sender or make_sender(config), settings)
+    return Dispatcher(Outbox(db), sender or make_sender(config), settings, clock=clock)

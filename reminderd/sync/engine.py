@@ -23,7 +23,7 @@ from ..errors import MassDeleteRefused, ReminderdError
 from ..ical import content_hash, href_name, ownership, render, uid_for, wants_event
 from ..model import Commitment, touches
 from .plan import Action, Adopt, Create, Delete, Desired, Forget, Record, Update, plan_sync
-from .state import EventRow, StateDB
+from .state import SYNC_MARKER, EventRow, StateDB
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def desired_events(cal: DavCalendar, commitments: Iterable[Commitment]) -> dict[
 
 def server_view(cal: DavCalendar, db: StateDB, state: dict[str, EventRow]) -> tuple[dict[str, str | None], dict[str, str | None]]:
     """(href -> ETag as the server has it now, marker to save after the sync)."""
-    key = f"sync:{cal.url}"
+    key = SYNC_MARKER + cal.url
     saved = db.get(key) or {}
     known: dict[str, str | None] = {row.href: row.etag for row in state.values()}
     if saved.get("token"):
@@ -147,7 +147,7 @@ def sync_calendar(cal: DavCalendar, db: StateDB, commitments: Iterable[Commitmen
     elif writes and "ctag" in marker:
         marker = {"ctag": cal.collection().ctag}  # ctag servers: our own writes moved it
     if not result.errors or "token" in marker:
-        db.set(f"sync:{cal.url}", marker)
+        db.set(SYNC_MARKER + cal.url, marker)
     return result
 
 

@@ -1,0 +1,132 @@
+"""Who works on a state dir: the daemon's life-long lock and the per-sync lock.
+
+Both are `flock(2)` locks on files in the state dir. The kernel releases
+them when the holder dies, however it dies, so there is never a stale lock
+to clean up. `daemon.lock` is held by `reminderd run` for its whole life and
+names its PID: a second daemon on the same state refuses at once. `sync.lock`
+is held for one calendar sync, by the daemon or by `reminderd sync`, so the
+two never reconcile the same calendar at the same time.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import AlreadyRunning, LockTimeout
+
+DAEMON_LOCK = "daemon.lock"
+SYNC_LOCK = "sync.lock"
+
+
+def _open(path: Path, create: bool) -> int | None:
+    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        return os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        if create:
+            raise
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # flock works on a read-only fd
+        except OSError:
+            return None
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def _pid_in(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+class DaemonLock:
+    """Held by `reminderd run` from start to exit."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / DAEMON_LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise AlreadyRunning naming the holder's PID."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = _open(self.path, create=True)
+        assert fd is not None
+        if not _try_lock(fd):
+            pid = _pid_in(fd)
+            os.close(fd)
+            who = f"PID {pid}" if pid else "another process"
+            raise AlreadyRunning(f"another reminderd daemon ({who}) is running on the state dir "
+                                 f"{self.path.parent}; stop it first, or give this config its own "
+                                 "state_dir")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def still_ours(self) -> bool:
+        """False once the lock file was deleted or replaced under us (the state dir is gone)."""
+        if self._fd is None:
+            return False
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self._fd).st_ino
+        except OSError:
+            return False
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+def daemon_pid(state_dir: Path) -> int | None:
+    """The PID of the daemon working on `state_dir`, or None. Creates nothing."""
+    fd = _open(state_dir / DAEMON_LOCK, create=False)
+    if fd is None:
+        return None
+    try:
+        if _try_lock(fd):
+            return None  # nobody holds it (closing our fd drops our probe)
+        return _pid_in(fd) or -1
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def sync_lock(state_dir: Path, wait: float, on_wait: str | None = None) -> Iterator[None]:
+    """Hold the sync lock for one sync, waiting up to `wait` seconds for another's to end."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = _open(state_dir / SYNC_LOCK, create=True)
+    assert fd is not None
+    try:
+        deadline = time.monotonic() + wait
+        said = False
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"another sync of this calendar (the running daemon's) did not "
+                                  f"finish within {wait:.0f} s; try again later")
+            if on_wait and not said:
+                import sys
+
+                print(on_wait, file=sys.stderr)
+                said = True
+            time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
