@@ -119,9 +119,9 @@ def _at_working_hour(day: datetime, hour: int, minute: int, zone: ZoneInfo) -> d
 def plan_dates(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime, datetime]:
     """The three starter touches: within the hour, the next working day, two working days on."""
     local = now.astimezone(zone)
-    first = (now.astimezone(UTC) + timedelta(minutes=45)).astimezone(zone)
-    first = first.replace(second=0, microsecond=0) + timedelta(minutes=(5 - first.minute % 5) % 5)
-    first = first.astimezone(UTC).astimezone(zone)  # 45 to 50 minutes from now
+    # rounded up to 5 minutes in UTC (aware arithmetic in a zone would lose a DST fold)
+    first = (now.astimezone(UTC) + timedelta(minutes=45)).replace(second=0, microsecond=0)
+    first = (first + timedelta(minutes=(5 - first.minute % 5) % 5)).astimezone(zone)
     second = _at_working_hour(local + timedelta(days=1), 15, 30, zone)
     third = _at_working_hour(second + timedelta(days=1), 9, 0, zone)
     return first, second, third

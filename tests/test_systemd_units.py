@@ -62,3 +62,23 @@ def test_units_agree_with_the_code() -> None:
                    "ExecReload=/bin/kill -HUP $MAINPID"):
         assert needed in system
     assert "Type=notify" in (ROOT / "systemd" / "reminderd.user.service").read_text()
+
+
+def _seconds(unit_text: str, key: str) -> float:
+    match = re.search(rf"^{key}=(\d+)s$", unit_text, re.M)
+    assert match, f"{key}= missing"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("unit", ["reminderd.service", "reminderd.user.service"])
+def test_units_do_not_restart_bad_input_and_wait_out_the_stop_path(unit: str) -> None:
+    from reminderd.calendar.embedded import STOP_WAIT
+    from reminderd.config import SPEC
+    from reminderd.service import STOP_SYNC_WAIT
+
+    text = (ROOT / "systemd" / unit).read_text()
+    match = re.search(r"^RestartPreventExitStatus=(.*)$", text, re.M)
+    assert match and {"65", "66", "78"} <= set(match.group(1).split())  # bad input: no restart loop
+    sms_timeout = next(o.default for o in SPEC if (o.section, o.name) == ("sms", "timeout")).total_seconds()
+    worst = sms_timeout + STOP_SYNC_WAIT + STOP_WAIT  # the stop path's bound, from the code
+    assert _seconds(text, "TimeoutStopSec") >= worst + 10

@@ -18,6 +18,7 @@ from ..netaddr import is_loopback
 
 log = logging.getLogger(__name__)
 EMBEDDED_USER = "reminderd"
+STOP_WAIT = 10.0  # seconds stop() waits for the server thread
 EMBEDDED_NO_AUTH = "none"  # sent when the server has no auth: Radicale then takes the user name as given
 
 
@@ -90,5 +91,5 @@ class EmbeddedServer:
             self._shutdown.close()
             self._shutdown = None
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=STOP_WAIT)
             self._thread = None
