@@ -27,5 +27,9 @@ def test_first_lines_give_exactly_two_commands() -> None:
     block = re.search(r"```sh\n(.*?)```", README, re.S)
     assert block is not None
     lines = [ln for ln in block.group(1).splitlines() if ln.strip()]
-    assert len(lines) == 2 and "config.example.yaml run" in lines[0] and lines[1] == "./scripts/test"
+    assert len(lines) == 2 and lines[1] == "./scripts/test"
+    first = lines[0]
+    # installs from the lock, writes a fresh demo (never stale), runs the daemon on it
+    assert "--require-hashes -r requirements.lock" in first and "--no-deps ." in first
+    assert "reminderd init demo" in first and first.endswith("--config demo/config.yaml run")
     assert "./scripts/test" in (ROOT / ".ci" / "run").read_text()
