@@ -29,7 +29,7 @@ from .agenda import summary
 from .app import state_db, sync_once
 from .clock import Clock, system_clock
 from .config import Config, load_config
-from .errors import LockTimeout, MassDeleteRefused, MissingInputError, ReminderdError, StateGone
+from .errors import LockTimeout, MassDeleteRefused, MissingInputError, ReminderdError, StateError, StateGone
 from .model import Commitment, upcoming
 from .notify import Notifier, watchdog_interval
 from .sms.providers import mask_numbers
@@ -87,7 +87,7 @@ class Daemon:
             self.db = state_db(config)
             self._db_inode = self.db.path.stat().st_ino
             self._set_daemon_state("starting")
-            clear_error(self.db, "config")
+            self._clear_error("config")
             self._install_signals()
             self._watch(config)  # before loading: fixing a broken file must be noticed too
             loaded = self._load(config)
@@ -127,6 +127,8 @@ class Daemon:
             if event == "reload":
                 try:
                     self._reload()
+                except ReminderdError as exc:  # e.g. the state cannot be written: say so, keep going
+                    log.error("reload failed (%s); keeping the running configuration and commitments", exc)
                 except Exception:  # never let one bad reload end the daemon: keep the last good state
                     log.exception("reload failed; keeping the running configuration and commitments")
             if time.monotonic() >= next_resync:
@@ -234,7 +236,7 @@ class Daemon:
             self._record_error("input", f"{len(loaded.problems)} input problem(s), first: "
                                f"{mask_numbers(str(loaded.problems[0]))}")
             return None
-        clear_error(self.db, "input")
+        self._clear_error("input")
         log.info("loaded: %s", summary(loaded.commitments, loaded.files, config.sms is not None))
         return loaded.commitments
 
@@ -266,13 +268,13 @@ class Daemon:
                     self.scheduler.dispatcher.replan(commitments)
                     self.scheduler.rearm()
             else:
-                clear_error(self.db, "config")
+                self._clear_error("config")
         elif self.scheduler is not None:
             self.scheduler.dispatcher.replan(commitments)
             self.scheduler.rearm()
-            clear_error(self.db, "config")
+            self._clear_error("config")
         else:
-            clear_error(self.db, "config")
+            self._clear_error("config")
         self.current = _Loaded(config, commitments)
         self.sync_wanted.set()
         log.info("reloaded: %d commitments", len(commitments))
@@ -339,7 +341,7 @@ class Daemon:
         if result.errors:
             self._record_error("sync", result.errors[0])
         else:
-            clear_error(self.db, "sync")
+            self._clear_error("sync")
         if url != self._announced_url:
             self._announced_url = url
             where = "embedded; subscribe to it from a calendar app" if self.embedded else "CalDAV"
@@ -409,7 +411,17 @@ class Daemon:
                                   "since": self.clock().isoformat(timespec="seconds")})
 
     def _record_error(self, area: str, message: str) -> None:
-        record_error(self.db, area, message, self.clock())
+        """Best effort: a state that cannot be written (disk full) is logged, never fatal here."""
+        try:
+            record_error(self.db, area, message, self.clock())
+        except StateError as exc:
+            log.error("could not record the error in the state (%s): %s", exc, message)
+
+    def _clear_error(self, area: str) -> None:
+        try:
+            clear_error(self.db, area)
+        except StateError as exc:
+            log.error("could not update the state: %s", exc)
 
     def _check_state(self) -> None:
         """The state dir deleted or replaced under a running daemon: stop, so the service

@@ -234,3 +234,36 @@ def test_a_reload_whose_sms_secret_fails_keeps_sms_going(demo: Callable[..., Dem
     assert json.loads(status.stdout)["errors"] == []
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+
+
+def test_a_full_disk_never_blocks_the_stop(demo: Callable[..., Demo], tmp_path: Path) -> None:
+    """The state on a tiny tmpfs that fills up: errors are logged without tracebacks and
+    SIGTERM still stops the daemon within seconds (needs root to mount; CI runs as root)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(mnt)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        d = demo(sms_in=[600])
+        d.config.write_text(d.config.read_text().replace("state_dir: state", f"state_dir: {mnt}"))
+        proc, log = d.start()
+        wait_for("daemon ready", lambda: "calendar sync:" in log.read_text(), 30)
+        with open(mnt / "fill", "wb") as fill:
+            try:
+                while True:
+                    fill.write(b"\0" * 65536)
+            except OSError:
+                pass  # the disk is full now
+        (d.tmp / "c.yaml").write_text((d.tmp / "c.yaml").read_text().replace("Call customer 0", "Call again"))
+        wait_for("the full disk noticed", lambda: "the disk is full" in log.read_text(), 20)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert time.monotonic() - started < 15
+        assert "Traceback" not in log.read_text()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
