@@ -29,7 +29,14 @@ from .agenda import summary
 from .app import state_db, sync_once
 from .clock import Clock, system_clock
 from .config import Config, load_config
-from .errors import LockTimeout, MassDeleteRefused, MissingInputError, ReminderdError, StateError, StateGone
+from .errors import (
+    LockTimeout,
+    MassDeleteRefused,
+    MissingInputError,
+    ReminderdError,
+    StateError,
+    StateGone,
+)
 from .model import Commitment, upcoming
 from .notify import Notifier, watchdog_interval
 from .sms.providers import mask_numbers
