@@ -106,6 +106,8 @@ def test_a_second_daemon_refuses_at_once_naming_the_first(demo: Callable[..., De
     d = demo(sms_in=[600, 1200])
     first, log1 = d.start("first")
     wait_for("first daemon ready", lambda: "calendar sync:" in log1.read_text(), 30)
+    counts = cli("--config", str(d.config), "validate", cwd=d.tmp).stdout.strip().removeprefix("ok: ")
+    assert f"loaded: {counts}" in log1.read_text()  # validate and the daemon count alike
     before = outbox(d.tmp)
     assert len(before) == 2
     started = time.monotonic()
