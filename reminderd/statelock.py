@@ -18,25 +18,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import AlreadyRunning, LockTimeout
+from .errors import AlreadyRunning, LockTimeout, StateError
 
 DAEMON_LOCK = "daemon.lock"
 SYNC_LOCK = "sync.lock"
 
 
-def _open(path: Path, create: bool) -> int | None:
-    flags = os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+def _create(path: Path) -> int:
+    """Open (making the state dir if needed) a lock file; StateError says why it cannot be."""
     try:
-        return os.open(path, flags, 0o600)
-    except FileNotFoundError:
-        return None
-    except PermissionError:
-        if create:
-            raise
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StateError(f"state dir {path.parent}: cannot create {path.name} "
+                         f"({exc.strerror or type(exc).__name__})") from None
+
+
+def _open_existing(path: Path) -> int | None:
+    for flags in (os.O_RDWR, os.O_RDONLY):  # flock works on a read-only fd too
         try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # flock works on a read-only fd
-        except OSError:
+            return os.open(path, flags | os.O_CLOEXEC)
+        except FileNotFoundError:
             return None
+        except OSError:
+            continue
+    return None
 
 
 def _try_lock(fd: int) -> bool:
@@ -66,9 +72,7 @@ class DaemonLock:
 
     def acquire(self) -> None:
         """Take the lock or raise AlreadyRunning naming the holder's PID."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = _open(self.path, create=True)
-        assert fd is not None
+        fd = _create(self.path)
         if not _try_lock(fd):
             pid = _pid_in(fd)
             os.close(fd)
@@ -97,7 +101,7 @@ class DaemonLock:
 
 def daemon_pid(state_dir: Path) -> int | None:
     """The PID of the daemon working on `state_dir`, or None. Creates nothing."""
-    fd = _open(state_dir / DAEMON_LOCK, create=False)
+    fd = _open_existing(state_dir / DAEMON_LOCK)
     if fd is None:
         return None
     try:
@@ -111,9 +115,7 @@ def daemon_pid(state_dir: Path) -> int | None:
 @contextmanager
 def sync_lock(state_dir: Path, wait: float, on_wait: str | None = None) -> Iterator[None]:
     """Hold the sync lock for one sync, waiting up to `wait` seconds for another's to end."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = _open(state_dir / SYNC_LOCK, create=True)
-    assert fd is not None
+    fd = _create(state_dir / SYNC_LOCK)
     try:
         deadline = time.monotonic() + wait
         said = False

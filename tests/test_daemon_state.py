@@ -121,6 +121,10 @@ def test_a_second_daemon_refuses_at_once_naming_the_first(demo: Callable[..., De
     assert first.poll() is None
     assert outbox(d.tmp) == before  # the first's schedule is untouched
     assert "reopened" not in log1.read_text() and "cancelled" not in log1.read_text()
+    # test-sms beside the daemon: sent once, through the same outbox; the schedule stays
+    done = cli("--config", str(d.config), "test-sms", cwd=d.tmp)
+    assert done.returncode == 0 and "sent a test SMS to +30********78 via log" in done.stdout, done.stderr
+    assert [r for r in outbox(d.tmp) if not r[0].startswith("test@")] == before
     # while the daemon runs, `sync` waits for its sync lock and works beside it, on its server
     done = cli("--config", str(d.config), "sync", cwd=d.tmp)
     assert done.returncode == 0, done.stderr
@@ -197,12 +201,26 @@ def test_a_broken_state_database_is_a_clear_error(demo: Callable[..., Demo]) -> 
     assert "Traceback" not in text and "SchedulerNotRunning" not in text
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
 def test_a_read_only_state_dir_is_a_clear_error(demo: Callable[..., Demo]) -> None:
     d = demo()
-    (d.tmp / "state").mkdir(mode=0o500)
-    done = cli("--config", str(d.config), "sync", cwd=d.tmp)
-    assert done.returncode == 74 and "state database" in done.stderr, done.stderr
+    state = d.tmp / "state"
+    state.mkdir(mode=0o500)
+    mounted = False
+    if os.geteuid() == 0:  # root ignores permissions: a read-only mount stops root too
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1M", "tmpfs", str(state)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"root ignores permissions and a read-only tmpfs cannot be mounted: {done.stderr}")
+        mounted = True
+    try:
+        for command in ("sync", "run"):
+            done = cli("--config", str(d.config), command, cwd=d.tmp)
+            assert done.returncode == 74, (command, done.stderr)
+            assert done.stderr.startswith(("reminderd: state dir ", "reminderd: state database "))
+            assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(state)], capture_output=True)
 
 
 def test_a_deleted_state_dir_stops_the_daemon_for_a_restart(demo: Callable[..., Demo]) -> None:
