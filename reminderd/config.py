@@ -20,11 +20,13 @@ from typing import Any
 
 from .didyoumean import did_you_mean
 from .errors import ConfigError, InvalidValue, MissingInputError, Problem, SecretError
+from .model import CHANNELS, Status
 from .netaddr import is_loopback
 from .phone import normalise, valid_region
 from .sms.text import check_template
+from .sources import in_line_order
 from .sources.csvfile import CSV_COLUMNS
-from .sources.entries import Defaults, FileContext
+from .sources.entries import ENUM_KEYS, Defaults, FileContext
 from .sources.files import read_text
 from .sources.tree import Map, Node, Scalar, Seq, kind_name
 from .sources.yamlfile import parse_yaml
@@ -58,8 +60,15 @@ class SecretRef:
             except OSError as exc:
                 raise SecretError(f"{self.option}: cannot read {path}: {exc.strerror}") from None
         try:
-            done = subprocess.run(shlex.split(self.where), capture_output=True, text=True,
-                                  timeout=30, check=False)
+            argv = command_words(self.where)
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except InvalidValue as exc:
+            raise SecretError(f"{self.option}_command: {exc}") from None
+        except FileNotFoundError:
+            raise SecretError(f"{self.option}_command: command '{argv[0]}' not found "
+                              "(give its full path, or check PATH)") from None
+        except PermissionError:
+            raise SecretError(f"{self.option}_command: '{argv[0]}' is not executable") from None
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SecretError(f"{self.option}: command failed to run ({type(exc).__name__})") from None
         if done.returncode != 0 or not done.stdout.strip():
@@ -68,6 +77,17 @@ class SecretRef:
 
     def __repr__(self) -> str:  # the reference, never the value
         return f"SecretRef({self.option} via {self.way})"
+
+
+def command_words(command: str) -> list[str]:
+    """A `*_command` split as a shell would (no shell runs it); InvalidValue if it cannot be."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        raise InvalidValue("the command has an unclosed quote") from None
+    if not words or not words[0]:
+        raise InvalidValue("the command is empty")
+    return words
 
 
 # -- parsers for option values: text in, value out, InvalidValue on error
@@ -192,7 +212,7 @@ SPEC: tuple[Option, ...] = (
 )
 SECTIONS = {"calendar", "sms"}
 TOP_KEYS = ("timezone", "phone_region", "state_dir", "commitments", "defaults", "calendar", "sms")
-SOURCE_KEYS = ("path", "columns", "date_format", "encoding", "delimiter", "timezone")
+SOURCE_KEYS = ("path", "columns", "date_format", "encoding", "delimiter", "timezone", "values")
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +227,7 @@ class SourceSpec:
     encoding: str = "utf-8"
     delimiter: str = ","
     timezone: str | None = None
+    values: dict[str, dict[str, str]] | None = None  # field -> {their word, casefolded: ours}
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +254,7 @@ def find_config(explicit: str | None) -> Path:
         candidates = [("", Path(xdg, "reminderd", "config.yaml")),
                       ("", Path("/etc/reminderd/config.yaml"))]
     for _, path in candidates:
-        if path.is_file():
+        if path.exists():  # not only is_file(): read_text says what else it is
             return path
     if candidates[0][0]:
         raise MissingInputError(f"{candidates[0][1]}: config file not found (from {candidates[0][0]})")
@@ -256,19 +277,19 @@ def load_config(path: Path) -> Config:
     if not isinstance(root, Map):
         raise ConfigError([Problem(shown, getattr(root, "line", 1), "the config must be a mapping of options")])
     ctx.check_keys(root, TOP_KEYS, "the config")
-    values: dict[str, dict[str, Any]] = {"": _section(root, "", ctx)}
+    base_dir = path.parent
+    values: dict[str, dict[str, Any]] = {"": _section(root, "", ctx, base_dir)}
     present: set[str] = set()
     for section in sorted(SECTIONS):
         node = root.get(section)
         if node is None or (isinstance(node, Scalar) and node.is_null):
-            values[section] = _section(Map({}, root.line), section, ctx)
+            values[section] = _section(Map({}, root.line), section, ctx, base_dir)
             continue
         present.add(section)
         if not isinstance(node, Map):
             ctx.problem(node.line, f"'{section}' must be a mapping, not {kind_name(node)}")
             node = Map({}, node.line)
-        values[section] = _section(node, section, ctx)
-    base_dir = path.parent
+        values[section] = _section(node, section, ctx, base_dir)
     top = values[""]
     zone = top["timezone"] or system_zone_name()
     ctx.zone_name = zone
@@ -287,7 +308,7 @@ def load_config(path: Path) -> Config:
                         "loopback: the embedded server then requires authentication; set "
                         "calendar.username and calendar.password_env (or _file, _credential)")
     if ctx.problems:
-        raise ConfigError(ctx.problems)
+        raise ConfigError(in_line_order(ctx.problems, [shown]))
     return Config(
         path=path,
         timezone=zone,
@@ -300,8 +321,12 @@ def load_config(path: Path) -> Config:
     )
 
 
-def _section(node: Map, section: str, ctx: FileContext) -> dict[str, Any]:
-    """Typed values of one section; unknown keys and bad values become problems."""
+def _section(node: Map, section: str, ctx: FileContext, base: Path) -> dict[str, Any]:
+    """Typed values of one section; unknown keys and bad values become problems.
+
+    A relative `*_file` is resolved against `base`, the config's folder, here:
+    the daemon's working directory (`/` under systemd) must not decide it.
+    """
     options = [o for o in SPEC if o.section == section]
     allowed: list[str] = []
     for o in options:
@@ -318,7 +343,12 @@ def _section(node: Map, section: str, ctx: FileContext) -> dict[str, Any]:
                             + ", ".join(f"{o.name}_{w}" for w, _ in given))
             if given:
                 way, (_, secret_node) = given[0]
-                text = ctx.text(secret_node, f"{where}{o.name}_{way}")
+                key = f"{where}{o.name}_{way}"
+                text = ctx.text(secret_node, key)
+                if text and way == "file":  # like every path in the config: relative to its folder
+                    text = os.path.abspath(base / os.path.expanduser(text))
+                elif text and way == "command" and ctx.parsed(secret_node, key, command_words) is None:
+                    text = None  # the problem is recorded; the option stays unset
                 values[o.name] = SecretRef(f"{where}{o.name}", way, text) if text else None
             else:
                 values[o.name] = SecretRef(f"{where}{o.name}", *o.default) if o.default else None
@@ -341,8 +371,10 @@ def _sources(node: Node | None, base: Path, ctx: FileContext, line: int) -> list
             entry: dict[str, Any] = {"path": ctx.text(item, "commitments")}
         elif isinstance(item, Map):
             ctx.check_keys(item, SOURCE_KEYS, "a commitments entry")
-            entry = {k: ctx.text(item.get(k), k) for k in SOURCE_KEYS if k not in ("columns", "delimiter")}
+            entry = {k: ctx.text(item.get(k), k) for k in SOURCE_KEYS
+                     if k not in ("columns", "delimiter", "values")}
             entry["columns"] = _columns(item.get("columns"), ctx)
+            entry["values"] = _values(item.get("values"), ctx)
             if entry["timezone"]:
                 ctx.parsed(item.get("timezone"), "timezone", _zone)
             if entry["encoding"]:
@@ -367,14 +399,16 @@ def _sources(node: Node | None, base: Path, ctx: FileContext, line: int) -> list
         if not kind:
             ctx.problem(item.line, f"'{raw}': use a .yaml, .yml or .csv file")
             continue
-        if kind == "yaml" and (entry.get("columns") or entry.get("date_format")):
-            ctx.problem(item.line, f"'{raw}': columns and date_format apply to CSV files only")
+        csv_only = [key for key in ("columns", "date_format", "values") if entry.get(key)]
+        if kind == "yaml" and csv_only:
+            ctx.problem(item.line, f"'{raw}': {' and '.join(csv_only)} "
+                        f"appl{'y' if len(csv_only) > 1 else 'ies'} to CSV files only")
         specs.append(SourceSpec(
             path=full, shown=raw if not os.path.isabs(raw) else str(full), kind=kind,
             columns=entry.get("columns"), date_format=entry.get("date_format"),
             encoding=entry.get("encoding") or "utf-8",
             delimiter=entry.get("delimiter") or ("\t" if suffix == ".tsv" else ","),
-            timezone=entry.get("timezone"),
+            timezone=entry.get("timezone"), values=entry.get("values"),
         ))
     return specs
 
@@ -392,6 +426,55 @@ def _columns(node: Node | None, ctx: FileContext) -> dict[str, str] | None:
                         "with a mapping only mapped columns are read")
     mapped = {key: ctx.text(value, f"columns.{key}") for key, (_, value) in node.items.items()}
     return {k: v for k, v in mapped.items() if v}
+
+
+_VALUE_EXAMPLES = {"channel": "{Meeting: visit}", "status": "{Completed: done}"}
+
+
+def _values(node: Node | None, ctx: FileContext) -> dict[str, dict[str, str]] | None:
+    """`values: {channel: {Call: call}, status: {Completed: done}}`: a CRM's own words
+    for the fields with fixed values, each onto one of ours. Words are matched
+    without regard to case, as our own values are, so they are kept casefolded."""
+    if node is None or (isinstance(node, Scalar) and node.is_null):
+        return None
+    if not isinstance(node, Map):
+        ctx.problem(node.line, "'values' maps the export's words to ours, e.g. "
+                    "{status: {Completed: done}}")
+        return None
+    choices = {"channel": CHANNELS, "status": tuple(s.value for s in Status)}
+    found: dict[str, dict[str, str]] = {}
+    for name, (line, words) in node.items.items():
+        if name not in ENUM_KEYS:
+            why = f"values: '{name}' has no fixed values to map" if name in CSV_COLUMNS else \
+                f"unknown key '{name}' in values{did_you_mean(name, ENUM_KEYS)}"
+            ctx.problem(line, f"{why}; only {' and '.join(ENUM_KEYS)} can be mapped")
+            continue
+        if not isinstance(words, Map):
+            ctx.problem(words.line, f"values.{name} maps the export's words to ours, "
+                        f"e.g. {_VALUE_EXAMPLES[name]}")
+            continue
+        mapping: dict[str, str] = {}
+        seen: dict[str, tuple[str, int]] = {}
+        for word, (word_line, target) in words.items.items():
+            folded = word.strip().casefold()
+            if folded in seen:
+                other, other_line = seen[folded]
+                ctx.problem(word_line, f"values.{name}: '{word}' is also given as '{other}' "
+                            f"(line {other_line}); words are matched without regard to case")
+                continue
+            seen[folded] = (word, word_line)
+            ours = ctx.text(target, f"values.{name}.{word}")
+            if not isinstance(target, Scalar):
+                continue  # ctx.text said it must be text
+            match = next((c for c in choices[name] if ours and c == ours.casefold()), None)
+            if match is None:
+                shown = f"'{ours}'" if ours else "nothing"
+                ctx.problem(target.line, f"values.{name}: '{word}' maps to {shown}; use one of "
+                            f"{', '.join(choices[name])}{did_you_mean(ours or '', choices[name])}")
+                continue
+            mapping[folded] = match
+        found[name] = mapping
+    return found
 
 
 def _check_sms(sms: dict[str, Any], node: Map, line: int, ctx: FileContext) -> None:

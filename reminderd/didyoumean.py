@@ -6,8 +6,8 @@ import difflib
 from collections.abc import Iterable
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """Return ` (did you mean 'x'?)` for the closest choice, or an empty string.
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice closest to `word`, ignoring case, or None when none is close.
 
     Matching ignores case, so `europe/athens` finds `Europe/Athens`.
     """
@@ -15,4 +15,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     for choice in choices:
         by_lower.setdefault(choice.lower(), choice)
     close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
-    return f" (did you mean '{by_lower[close[0]]}'?)" if close else ""
+    return by_lower[close[0]] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ` (did you mean 'x'?)` for the closest choice, or an empty string."""
+    close = closest(word, choices)
+    return f" (did you mean '{close}'?)" if close is not None else ""

@@ -409,6 +409,31 @@ def test_random_csv_with_source_options(workdir: Path, text: str, delimiter: str
     check(*validate(workdir, "bad.csv", data, config), data)
 
 
+CRM_WORDS = st.one_of(st.sampled_from(["Call", "CALL", "call", "Meeting", "Completed", "completed",
+                                        "Deferred", "Open", "done", "Phone Call", "", " "]), junk_text)
+value_maps = st.one_of(
+    st.dictionaries(_keys(("channel", "status")),
+                    st.one_of(st.dictionaries(CRM_WORDS, st.one_of(choices, CRM_WORDS, values), max_size=5),
+                              values), max_size=3),
+    values)
+
+
+@FUZZ
+@given(mapping=value_maps, rows=st.lists(st.tuples(CRM_WORDS, CRM_WORDS), max_size=5))
+def test_random_values_mappings(workdir: Path, mapping: Any, rows: list[tuple[str, str]]) -> None:
+    """`values:` of any shape over CRM words in any case: a config error or a report, never a crash."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["Subject", "Due", "Type", "State"])
+    writer.writerows([f"Call {n}", "2026-11-30 10:00", channel, status]
+                     for n, (channel, status) in enumerate(rows))
+    source = {"path": "bad.csv", "values": mapping,
+              "columns": {"title": "Subject", "when": "Due", "channel": "Type", "status": "State"}}
+    config = "timezone: Europe/Athens\ncommitments:\n  - " + json.dumps(source, ensure_ascii=False) + "\n"
+    data = buffer.getvalue().encode("utf-8", "surrogatepass")
+    check(*validate(workdir, "bad.csv", data, config), data)
+
+
 # --- config properties ----------------------------------------------------------------
 
 OPTION_VALUES = st.one_of(zones, phones, durations, flags, junk_text,

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import Problem
+from ..errors import MissingInputError, MissingInputs, Problem
 from ..model import Commitment
 from .csvfile import commitments_from_csv
 from .entries import FileContext
@@ -16,7 +16,7 @@ from .yamlfile import commitments_from_yaml
 if TYPE_CHECKING:
     from ..config import Config, SourceSpec
 
-__all__ = ["FileCache", "Loaded", "load_sources"]
+__all__ = ["FileCache", "Loaded", "in_line_order", "load_sources"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,9 @@ FileCache = dict[str, tuple[tuple[object, ...], list[Commitment], list[Problem]]
 
 def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
     """Read every file the config names. Problems are collected, never raised,
-    except a missing file (MissingInputError, exit 66).
+    and come in reading order: files in config order, each file's by line.
+    Files that are missing (or not regular files) raise MissingInputs (exit
+    66) naming every one of them, after all the files were tried.
 
     With a `cache` (the daemon keeps one), a file whose size, mtime and inode
     are unchanged under the same settings is not parsed again: editing a small
@@ -39,19 +41,36 @@ def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
     """
     commitments: list[Commitment] = []
     problems: list[Problem] = []
+    missing: list[str] = []
     for spec in config.sources:
         stamp = _stamp(config, spec)
         hit = cache.get(str(spec.path)) if cache is not None else None
         if hit is not None and stamp is not None and hit[0] == stamp:
             found, file_problems = hit[1], hit[2]
         else:
-            found, file_problems = _load_file(config, spec)
+            try:
+                found, file_problems = _load_file(config, spec)
+            except MissingInputError as exc:
+                missing.append(str(exc))
+                continue
             if cache is not None and stamp is not None:
                 cache[str(spec.path)] = (stamp, found, file_problems)  # one entry per file
         problems += file_problems
         commitments += found
+    if missing:
+        raise MissingInputs(missing)
     problems += duplicate_ids(commitments)
-    return Loaded(tuple(commitments), tuple(problems), len(config.sources))
+    return Loaded(tuple(commitments), tuple(in_line_order(problems, [s.shown for s in config.sources])),
+                  len(config.sources))
+
+
+def in_line_order(problems: list[Problem], paths: list[str]) -> list[Problem]:
+    """Problems by file (in `paths` order, others after) then by line; stable, so
+    two problems on one line keep the order they were found in."""
+    rank: dict[str, int] = {}
+    for path in paths:
+        rank.setdefault(path, len(rank))
+    return sorted(problems, key=lambda p: (rank.get(p.path, len(rank)), p.line))
 
 
 def _load_file(config: Config, spec: SourceSpec) -> tuple[list[Commitment], list[Problem]]:
@@ -62,7 +81,7 @@ def _load_file(config: Config, spec: SourceSpec) -> tuple[list[Commitment], list
         return [], [problem]
     assert text is not None
     if spec.kind == "csv":
-        found = commitments_from_csv(text, ctx, spec.columns, spec.delimiter)
+        found = commitments_from_csv(text, ctx, spec.columns, spec.delimiter, spec.values)
     else:
         found = commitments_from_yaml(text, ctx)
     return found, ctx.problems

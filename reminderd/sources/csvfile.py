@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from ..didyoumean import did_you_mean
 from ..model import Commitment
 from .entries import FileContext
+from .files import MAX_FILE_BYTES
 from .tree import Map, Node, Scalar, Seq
+
+# The csv module refuses a cell over 128 KiB with its own error, which ends the
+# file there; the file size cap bounds a cell anyway, and each field's own limit
+# (entries.MAX_CHARS) then names the field at its line. Set once, only upwards.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_FILE_BYTES))
 
 CSV_COLUMNS = (
     "id", "title", "when", "timezone", "duration", "channel", "contact", "company", "phone",
@@ -26,13 +32,18 @@ REQUIRED = ("title", "when")
 
 
 def commitments_from_csv(text: str, ctx: FileContext, columns: Mapping[str, str] | None = None,
-                         delimiter: str = ",") -> list[Commitment]:
+                         delimiter: str = ",",
+                         values: Mapping[str, Mapping[str, str]] | None = None) -> list[Commitment]:
     """Every valid commitment in a CSV file; problems go to `ctx.problems`.
 
     Without `columns` the header must use the built-in names and any other
     header is an error; with it (our key -> their header) only the mapped
-    columns are read and the export's other columns are ignored.
+    columns are read and the export's other columns are ignored. `values`
+    (field -> {their word, casefolded: our value}) reads a CRM's own words for
+    channel and status; a word neither mapped nor ours says how to map it.
     """
+    ctx.values = values or {}
+    ctx.choice_hint = True
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     header_line = 1

@@ -7,14 +7,15 @@ line) instead of stopping at the first, so `validate` can list them all.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TypeVar
 
-from ..didyoumean import did_you_mean
+from ..didyoumean import closest, did_you_mean
 from ..errors import InvalidValue, Problem
 from ..model import CHANNELS, Commitment, Contact, FollowUp, SourceRef, Status
 from ..phone import normalise
@@ -31,6 +32,29 @@ ENTRY_KEYS = (
 CONTACT_KEYS = ("name", "company", "phone", "email")
 FOLLOW_UP_KEYS = ("after", "purpose")
 DEFAULT_KEYS = ("duration", "alarms", "sms", "channel", "skip_weekends", "follow_ups")
+ENUM_KEYS = ("channel", "status")  # the fields with fixed values, which `values:` may map onto
+
+MAX_CHARS: dict[str, int] = {
+    # what a person writes
+    "title": 200, "purpose": 2000, "next_step": 2000,
+    "agenda": 500, "questions": 500, "bring": 500, "tags": 100,  # each item
+    "contact": 200, "name": 200, "company": 200, "phone": 50, "email": 254,
+    # codes and dates: far shorter in any real file
+    "id": 200, "when": 100, "timezone": 100, "duration": 50, "after": 50, "alarms": 50, "sms": 50,
+    "follow_ups": 50, "channel": 100, "status": 100, "skip_weekends": 20,
+}
+"""Most characters in one value of a commitment field (a list's limit is per item).
+
+Far above anything a follow-up needs, and low enough that a pasted document
+or a runaway export cell is an error at its line instead of a 19 MB calendar
+event, SMS or error message (a refused value is never echoed)."""
+
+MAX_ITEMS: dict[str, int] = {
+    "agenda": 50, "questions": 50, "bring": 50, "tags": 50, "alarms": 50, "sms": 50,
+    "follow_ups": 100,
+}
+"""Most items in one list field: 50 alarms already ring every few minutes for hours."""
+
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -57,6 +81,10 @@ class FileContext:
     phone_region: str | None = None
     date_format: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """A CRM's own words for enum fields: field -> {word, casefolded: our value}."""
+    choice_hint: bool = False
+    """Whether an unknown enum value suggests a `values:` mapping (CSV files)."""
 
     def problem(self, line: int, message: str) -> None:
         self.problems.append(Problem(self.path, line, message))
@@ -68,27 +96,45 @@ class FileContext:
             if key not in allowed:
                 self.problem(line, f"unknown key '{key}' in {where}{did_you_mean(key, allowed)}")
 
-    def text(self, node: Node | None, key: str) -> str | None:
+    def text(self, node: Node | None, key: str, *, item: bool = False) -> str | None:
+        """The stripped text; None (with a problem) if not text or over its MAX_CHARS."""
         if node is None:
             return None
         if not isinstance(node, Scalar):
             self.problem(node.line, f"'{key}' must be text, not {kind_name(node)}")
             return None
-        return None if node.is_null else node.text.strip()
+        if node.is_null:
+            return None
+        value = node.text.strip()
+        limit = MAX_CHARS.get(key)
+        if limit is not None and len(value) > limit:
+            self.problem(node.line, f"{key}{' item' if item else ''} is {len(value)} characters; "
+                         f"at most {limit}")
+            return None
+        return value
+
+    def items(self, node: Seq, key: str) -> list[Node] | None:
+        """The items of a list field, or None (with a problem) if over its MAX_ITEMS."""
+        limit = MAX_ITEMS.get(key)
+        if limit is not None and len(node.items) > limit:
+            self.problem(node.line, f"{key} has {len(node.items)} items; at most {limit}")
+            return None
+        return node.items
 
     def texts(self, node: Node | None, key: str) -> tuple[str, ...]:
         if node is None or (isinstance(node, Scalar) and node.is_null):
             return ()
-        items = node.items if isinstance(node, Seq) else [node]
+        items = self.items(node, key) if isinstance(node, Seq) else [node]
         out = []
-        for item in items:
-            value = self.text(item, key)
+        for item in items or ():
+            value = self.text(item, key, item=True)
             if value:
                 out.append(value)
         return tuple(out)
 
-    def parsed(self, node: Node | None, key: str, parse: Callable[[str], T]) -> T | None:
-        value = self.text(node, key)
+    def parsed(self, node: Node | None, key: str, parse: Callable[[str], T], *,
+               item: bool = False) -> T | None:
+        value = self.text(node, key, item=item)
         if value is None or node is None:
             return None
         try:
@@ -105,23 +151,35 @@ class FileContext:
         if isinstance(node, Map):
             self.problem(node.line, f"'{key}' must be a list of offsets like [-1h, -10m], not a mapping")
             return None
-        items = node.items if isinstance(node, Seq) else ([] if node.is_null else [node])
+        items = self.items(node, key) if isinstance(node, Seq) else ([] if node.is_null else [node])
+        if items is None:
+            return None
         found: set[timedelta] = set()
         for item in items:
-            value = self.parsed(item, key, parse_offset)
+            value = self.parsed(item, key, parse_offset, item=True)
             if value is not None:
                 found.add(value)
         return tuple(sorted(found))
 
     def choice(self, node: Node | None, key: str, choices: tuple[str, ...]) -> str | None:
+        """One of `choices`, matched without regard to case, or a word `values:` maps onto one."""
         value = self.text(node, key)
         if value is None or node is None:
             return None
-        if value not in choices:
-            self.problem(node.line, f"{key} '{value}' must be one of {', '.join(choices)}"
-                         f"{did_you_mean(value, choices)}")
-            return None
-        return value
+        folded = value.casefold()
+        mapped = self.values.get(key, {}).get(folded)
+        if mapped is not None:
+            return mapped
+        for choice in choices:
+            if choice.casefold() == folded:
+                return choice
+        close = closest(value, choices)
+        hint = f" (did you mean '{close}'?)" if close else ""
+        if self.choice_hint:  # a CSV export: its own words can be mapped in the config
+            hint += (f"; map the export's own words in the config, e.g. values: "
+                     f"{{{key}: {{{json.dumps(value, ensure_ascii=False)}: {close or choices[0]}}}}}")
+        self.problem(node.line, f"{key} '{value}' must be one of {', '.join(choices)}{hint}")
+        return None
 
     def flag(self, node: Node | None, key: str) -> bool | None:
         value = self.text(node, key)
@@ -143,10 +201,14 @@ class FileContext:
                 return ()
             self.problem(node.line, "'follow_ups' must be a list like [{after: 2d, purpose: ...}]")
             return None
+        items = self.items(node, "follow_ups")
+        if items is None:
+            return None
         steps = []
-        for item in node.items:
+        for item in items:
             if isinstance(item, Scalar):
-                after = self.parsed(item, "follow_ups", lambda s: parse_duration(s, what="after"))
+                after = self.parsed(item, "follow_ups", lambda s: parse_duration(s, what="after"),
+                                    item=True)
                 if after is not None:
                     steps.append(FollowUp(after))
                 continue
@@ -195,7 +257,7 @@ class FileContext:
         get = entry.get
         title_node, when_node, zone_node = get("title"), get("when"), get("timezone")
         title = self.text(title_node, "title")
-        if not title and not isinstance(title_node, (Map, Seq)):
+        if title_node is None or (isinstance(title_node, Scalar) and title_node.is_null):
             self.problem(title_node.line if title_node else entry.line, "commitment has no title")
         zone_name = self.text(zone_node, "timezone") or self.zone_name
         try:

@@ -1,9 +1,10 @@
-"""Reading an input file to text: size limit, BOM, encoding errors with their line."""
+"""Reading an input file to text: regular files only, size limit, BOM, encoding errors with their line."""
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 
 from ..errors import MissingInputError, Problem
 
@@ -12,25 +13,51 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 of YAML, so a bigger file is almost surely the wrong file, and reading it
 whole would cost the daemon memory for nothing."""
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file that is not a regular file is ("a FIFO", ...); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return "an unknown kind of file"
+
 
 def read_text(path: str, shown: str, encoding: str = "utf-8") -> tuple[str | None, Problem | None]:
     """The file's text, or a problem naming the line where it went wrong.
 
-    Raises MissingInputError when the file does not exist (exit 66).
+    Raises MissingInputError (exit 66) when the file does not exist or is not
+    a regular file: there is nothing to read, as with a missing file. Opening
+    a FIFO would block until a writer comes and `/dev/zero` never ends, so the
+    kind is checked before the open, and again on the open descriptor (opened
+    non-blocking) in case the path was swapped in between. At most the size
+    limit is read, even from a regular file that grows meanwhile.
     """
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            return None, Problem(shown, 1, f"file is {size / 1e6:.1f} MB, over the "
-                                 f"{MAX_FILE_BYTES // (1024 * 1024)} MB limit for a commitments file")
-        with open(path, "rb") as handle:
-            data = handle.read()
+        kind = not_regular(os.stat(path).st_mode)
+        size = 0
+        data = b""
+        if kind is None:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as handle:
+                st = os.fstat(fd)
+                kind, size = not_regular(st.st_mode), st.st_size
+                if kind is None and size <= MAX_FILE_BYTES:
+                    data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise MissingInputError(f"{shown}: file not found") from None
-    except IsADirectoryError:
-        return None, Problem(shown, 1, "is a directory, not a file")
     except OSError as exc:
         return None, Problem(shown, 1, f"cannot read: {exc.strerror}")
+    if kind is not None:
+        raise MissingInputError(f"{shown}: not a regular file ({kind})")
+    size = max(size, len(data))
+    if size > MAX_FILE_BYTES:
+        return None, Problem(shown, 1, f"file is {size / 1e6:.1f} MB, over the "
+                             f"{MAX_FILE_BYTES // (1024 * 1024)} MB limit for a commitments file")
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         text = data.decode(codec)

@@ -25,6 +25,10 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyY
 
 _NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 MAX_DEPTH = 32
+"""Deeper nesting is refused with our own message: a commitments file needs 5 levels
+(file, list, entry, follow_ups, a follow-up), and no reader must meet a nesting bomb."""
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep"
+_REPARSE_LIMIT = 1_000_000  # characters the pure-Python parser reads to confirm a nesting bomb
 FILE_KEYS = ("timezone", "defaults", "commitments")
 
 
@@ -52,6 +56,9 @@ def parse_yaml(text: str, path: str, on_entry: EntryFn | None = None) -> tuple[N
     try:
         return _build(yaml.parse(text, Loader=_Loader), on_entry), None
     except yaml.MarkedYAMLError as exc:
+        deep = _too_deep_before(text, exc.problem_mark)
+        if deep is not None:
+            return None, Problem(path, deep, _TOO_DEEP)
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark is not None and mark is not None and mark.index >= len(text.rstrip()):
             mark = exc.context_mark  # hit the end of the file: where the unclosed thing began helps more
@@ -122,7 +129,7 @@ def _build(events: Any, on_entry: EntryFn | None = None) -> Node | None:
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             line = event.start_mark.line + 1
             if len(stack) >= MAX_DEPTH:
-                raise _Fatal(line, f"nested more than {MAX_DEPTH} levels deep")
+                raise _Fatal(line, _TOO_DEEP)
             node = Map({}, line) if kind is yaml.MappingStartEvent else Seq([], line)
             if isinstance(node, Seq) and entries is None and (
                     not stack or (len(stack) == 1 and stack[0][1] == "commitments")):
@@ -155,6 +162,39 @@ def _build(events: Any, on_entry: EntryFn | None = None) -> Node | None:
             add(copy, line)
             finished(copy)
     return root
+
+
+def _too_deep_before(text: str, mark: Any) -> int | None:
+    """The line where nesting first goes past MAX_DEPTH, if that is what libyaml tripped on.
+
+    libyaml has a nesting limit of its own (1000 levels since PyYAML 6.0.4) and
+    its scanner reads up to 1024 characters of a line ahead of the events we
+    count, so `[[[[...` on one line hits its limit before ours. Then, and only
+    when the line up to the error holds more than MAX_DEPTH brackets, the text
+    up to the error is read again by PyYAML's pure-Python parser, which has no
+    such limit, to find our own answer. Past _REPARSE_LIMIT characters that
+    would be slow, and libyaml's message stands.
+    """
+    if _Loader is yaml.SafeLoader or mark is None or not 0 <= mark.index < _REPARSE_LIMIT:
+        return None
+    start = max(text.rfind("\n", 0, mark.index), text.rfind("\r", 0, mark.index)) + 1
+    line = text[start:mark.index + 1]
+    if line.count("[") + line.count("{") <= MAX_DEPTH:
+        return None
+    depth = 0
+    events: Any = yaml.parse(text[:mark.index + 1], Loader=yaml.SafeLoader)
+    try:
+        for event in events:
+            kind = type(event)
+            if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return int(event.start_mark.line) + 1
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return None
 
 
 def commitments_from_yaml(text: str, ctx: FileContext) -> list[Commitment]:
