@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from . import __version__
 from .clock import Clock, system_clock
-from .errors import EX_SOFTWARE, InputProblems, ReminderdError
+from .errors import EX_SOFTWARE, InputProblems, MissingInputs, ReminderdError
 from .logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,10 @@ def main(argv: list[str] | None = None, clock: Clock = system_clock) -> int:
     except InputProblems as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return exc.exit_code
+    except MissingInputs as exc:  # one line per file, each with the prefix
+        for missing in exc.missing:
+            print(f"reminderd: {missing}", file=sys.stderr)
         return exc.exit_code
     except ReminderdError as exc:
         print(f"reminderd: {exc}", file=sys.stderr)

@@ -55,10 +55,13 @@ class SecretRef:
                 raise SecretError(f"{self.option}: no $CREDENTIALS_DIRECTORY (set LoadCredential= "
                                   f"in the unit, or use {self.option.split('.')[-1]}_file)")
             path = Path(base, self.where) if base else Path(self.where)
-            try:
-                return path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise SecretError(f"{self.option}: cannot read {path}: {exc.strerror}") from None
+            try:  # like every file we read: never a FIFO (it would block) or a device (endless)
+                text, problem = read_text(str(path), str(path))
+            except MissingInputError as exc:
+                raise SecretError(f"{self.option}: {exc}") from None
+            if problem is not None or text is None:
+                raise SecretError(f"{self.option}: {problem}") from None
+            return text.strip()
         try:
             argv = command_words(self.where)
             done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
@@ -492,12 +495,18 @@ def _check_sms(sms: dict[str, Any], node: Map, line: int, ctx: FileContext) -> N
             ctx.problem(line, "sms needs 'from' (a number) or 'messaging_service_sid'")
 
 
+SYSTEM_CONFIG_DIR = Path("/etc/reminderd")
+SYSTEM_STATE_DIR = Path("/var/lib/reminderd")  # systemd/reminderd.service: StateDirectory=reminderd
+
+
 def _state_dir(given: str | None, base: Path) -> Path:
     if given:
         path = Path(os.path.expanduser(given))
         return path if path.is_absolute() else base / path
     if os.environ.get("STATE_DIRECTORY"):  # systemd's StateDirectory=
         return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    if base == SYSTEM_CONFIG_DIR:  # the system service's config: its StateDirectory, also when
+        return SYSTEM_STATE_DIR     # `status` is run by hand (no $STATE_DIRECTORY then)
     xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(xdg, "reminderd")
 

@@ -70,8 +70,8 @@ def test_a_directory_or_a_socket_is_refused(tmp_path: Path, capsys: pytest.Captu
         server.bind("sock.csv")
         config_naming(tmp_path, "dir.yaml", "sock.csv")
         assert main(["--config", "config.yaml", "validate"]) == 66
-    assert capsys.readouterr().err == ("reminderd: dir.yaml: not a regular file (a directory); "
-                                       "sock.csv: not a regular file (a socket)\n")
+    assert capsys.readouterr().err == ("reminderd: dir.yaml: not a regular file (a directory)\n"
+                                       "reminderd: sock.csv: not a regular file (a socket)\n")
     assert main(["--config", str(tmp_path / "dir.yaml"), "validate"]) == 66
     assert "dir.yaml: not a regular file (a directory)" in capsys.readouterr().err
 
@@ -85,8 +85,9 @@ def test_every_missing_file_is_named_in_config_order(tmp_path: Path, capsys: pyt
     assert main(["--config", "config.yaml", "validate"]) == 66
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == ("reminderd: first.yaml: file not found; pipe.csv: not a regular file (a FIFO); "
-                   "last.csv: file not found\n")
+    assert err == ("reminderd: first.yaml: file not found\n"
+                   "reminderd: pipe.csv: not a regular file (a FIFO)\n"
+                   "reminderd: last.csv: file not found\n")
 
 
 def test_problems_come_in_line_order_file_by_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],

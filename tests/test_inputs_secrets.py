@@ -82,3 +82,17 @@ def test_secret_command_errors_say_which_option() -> None:
         SecretRef("calendar.password", "command", "pass show 'x").resolve()
     with pytest.raises(SecretError, match=r"^calendar\.password_command: '/' is not executable$"):
         SecretRef("calendar.password", "command", "/").resolve()
+
+
+def test_a_fifo_or_device_as_a_secret_file_is_refused_at_once(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe")
+    for where in (str(tmp_path / "pipe"), "/dev/zero"):
+        done = subprocess.run(
+            [sys.executable, "-c", "from reminderd.config import SecretRef\n"
+             f"SecretRef('calendar.password', 'file', {where!r}).resolve()"],
+            capture_output=True, text=True, timeout=20)  # a hang fails here instead of blocking
+        assert done.returncode == 1 and "SecretError: calendar.password: " in done.stderr
+        assert "not a regular file" in done.stderr
+

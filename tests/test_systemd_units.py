@@ -82,3 +82,18 @@ def test_units_do_not_restart_bad_input_and_wait_out_the_stop_path(unit: str) ->
     sms_timeout = next(o.default for o in SPEC if (o.section, o.name) == ("sms", "timeout")).total_seconds()
     worst = sms_timeout + STOP_SYNC_WAIT + STOP_WAIT  # the stop path's bound, from the code
     assert _seconds(text, "TimeoutStopSec") >= worst + 10
+
+
+def test_the_system_config_and_the_unit_agree_on_the_state_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reminderd.config import SYSTEM_CONFIG_DIR, SYSTEM_STATE_DIR, _state_dir
+
+    unit = (ROOT / "systemd" / "reminderd.service").read_text()
+    assert f"--config {SYSTEM_CONFIG_DIR}/config.yaml" in unit
+    assert f"StateDirectory={SYSTEM_STATE_DIR.name}" in unit and SYSTEM_STATE_DIR.parent == Path("/var/lib")
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert _state_dir(None, SYSTEM_CONFIG_DIR) == SYSTEM_STATE_DIR  # `status` by hand, as root
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/reminderd")
+    assert _state_dir(None, SYSTEM_CONFIG_DIR) == SYSTEM_STATE_DIR  # under systemd
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setenv("XDG_STATE_HOME", "/home/u/.local/state")
+    assert _state_dir(None, Path("/home/u/.config/reminderd")) == Path("/home/u/.local/state/reminderd")
