@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
 import re
 import signal
 import threading
@@ -39,6 +38,7 @@ from .errors import (
 )
 from .model import Commitment, upcoming
 from .notify import Notifier, watchdog_interval
+from .retry import backoff
 from .sms.providers import mask_numbers
 from .sources import FileCache, load_sources
 from .statelock import DaemonLock, sync_lock
@@ -47,7 +47,6 @@ from .timeparse import get_zone
 
 log = logging.getLogger(__name__)
 DEBOUNCE = 0.1  # editors save in bursts of a few ms (write, fsync, rename): one reload for all
-MAX_BACKOFF = 300.0
 CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 FULL_CHECK_EVERY = 6  # periodic syncs; every 6th lists the whole calendar (cheap drift check otherwise)
 STATE_CHECK = 5.0  # seconds between checks that the state dir is still the one we opened
@@ -307,7 +306,7 @@ class Daemon:
         (an edit or a signal meanwhile still syncs at once)."""
         failures = 0
         while not self.stopping.is_set():
-            delay = None if failures == 0 else min(MAX_BACKOFF, 2.0 ** (failures - 1)) * random.uniform(0.8, 1.2)
+            delay = None if failures == 0 else backoff(failures - 1, base=1.0)
             self.sync_wanted.wait(delay)
             self.sync_wanted.clear()
             current = self.current
