@@ -10,18 +10,31 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import icalendar
 
-from .model import Status, Touch
-from .timeparse import format_offset
+from .model import AlertKind, Status, Touch
+from .timeparse import (
+    Transition,
+    YearlyRule,
+    format_offset,
+    is_utc_zone,
+    zone_rules,
+    zone_state,
+    zone_transitions,
+)
 
-RENDER_VERSION = "1"  # bump when the layout changes: every event is rewritten once
+# bump when the layout changes: every event is rewritten once.
+# 2: VTIMEZONE with yearly rules (valid after 2037), UTC zones as `...Z`.
+RENDER_VERSION = "2"
 PRODID = "-//reminderd//reminderd//EN"
 UID_DOMAIN = "reminderd"
 OWNER_PROP = "X-REMINDERD-KEY"
 HASH_PROP = "X-REMINDERD-HASH"
+ZERO = timedelta(0)
 
 
 def uid_for(key: str) -> str:
@@ -83,21 +96,102 @@ def description(touch: Touch) -> str:
     return "\n".join(lines)
 
 
-@functools.lru_cache(maxsize=64)
-def _vtimezone(zone_name: str) -> icalendar.Timezone:
-    """A full VTIMEZONE (DST rules included); never left to the server to invent."""
-    from zoneinfo import ZoneInfo
+def _local_zone(dt: datetime) -> ZoneInfo | None:
+    """The zone to write `dt` in with a TZID, or None to write it in UTC (`...Z`).
 
-    probe = icalendar.Calendar()
-    event = icalendar.Event()
-    event.add("dtstart", datetime(2000, 1, 1, tzinfo=ZoneInfo(zone_name)))
-    probe.add_component(event)
-    probe.add_missing_timezones()
-    return probe.timezones[0]
+    UTC itself (`UTC`, `Etc/UTC`, `GMT`...) is written as UTC: RFC 5545's own
+    form, read the same by every server and client, with no VTIMEZONE to get
+    wrong (a TZID `GMT` invites a mix-up with Windows' "GMT Standard Time",
+    which is London with summer time; and icalendar makes no VTIMEZONE for
+    UTC at all). So is a time RFC 5545 cannot write with a TZID:
+    the second pass through an hour the clocks repeat (a TZID time is read as
+    the first) or a time inside a DST gap the model did not resolve.
+    """
+    zone = dt.tzinfo
+    if not isinstance(zone, ZoneInfo) or zone.key is None or is_utc_zone(zone.key):
+        return None
+    if dt.replace(fold=0).utcoffset() != dt.utcoffset():
+        return None
+    return zone
+
+
+def _add_time(event: icalendar.Event, name: str, dt: datetime) -> ZoneInfo | None:
+    zone = _local_zone(dt)
+    if zone is None:
+        event.add(name, dt.astimezone(UTC))
+    else:  # naive value and explicit TZID: icalendar would write UTC+0 places (Iceland) as `Z`
+        event.add(name, dt.replace(tzinfo=None), parameters={"TZID": zone.key})
+    return zone
+
+
+def _rrule(rule: YearlyRule) -> dict[str, Any]:
+    recur: dict[str, Any] = {"FREQ": "YEARLY", "BYMONTH": rule.month}
+    if rule.weekday is None:
+        return recur | {"BYMONTHDAY": rule.first_day}
+    day = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")[rule.weekday]
+    if rule.last:
+        return recur | {"BYDAY": f"-1{day}"}
+    if rule.first_day % 7 == 1:
+        return recur | {"BYDAY": f"{rule.first_day // 7 + 1}{day}"}
+    return recur | {"BYDAY": day, "BYMONTHDAY": list(range(rule.first_day, rule.first_day + 7))}
+
+
+def _observance(change: Transition, rule: YearlyRule | None) -> icalendar.Component:
+    before, after = change.before, change.after
+    # Summer time is DAYLIGHT, also where tzdata writes winter as a negative DST (Dublin)
+    daylight = after.dst > ZERO or (after.dst == ZERO and before.dst < ZERO)
+    part = icalendar.TimezoneDaylight() if daylight else icalendar.TimezoneStandard()
+    part.add("dtstart", change.onset)
+    part.add("tzoffsetfrom", before.utcoffset)
+    part.add("tzoffsetto", after.utcoffset)
+    part.add("tzname", after.name)
+    if rule is not None:
+        part.add("rrule", _rrule(rule))
+    return part
+
+
+@functools.lru_cache(maxsize=256)
+def _vtimezone(zone: ZoneInfo, first_year: int | None, last_year: int) -> icalendar.Timezone:
+    """The VTIMEZONE of `zone`, right from Jan 1 `first_year` (None: from its rules' start).
+
+    The zone's current rules repeat for ever (RRULE, the form calendar apps
+    write), so it holds for a touch in 2090 as for one next week; icalendar's
+    own VTIMEZONE lists each change from 1970 to 2037 and then keeps winter
+    time. The same VTIMEZONE for every touch of a zone after its rules began:
+    Radicale (vobject) keeps the first VTIMEZONE it reads for a TZID and
+    reads every later event with it. Changes before the rules began, and in
+    zones whose future follows no yearly rule, are listed one by one, up to
+    the end of `last_year`.
+    """
+    tz = icalendar.Timezone()
+    tz.add("tzid", zone.key)
+    rules = zone_rules(zone)
+    if first_year is not None:
+        start = datetime(first_year, 1, 1, tzinfo=UTC)
+        state = zone_state(zone, start)
+        tz.add_component(_observance(Transition(start, state, state), None))
+        end_year = rules.since.year if rules else last_year
+        for change in zone_transitions(zone, first_year, end_year):
+            if rules is None or change.at < rules.since:
+                tz.add_component(_observance(change, None))
+    for change, rule in rules.changes if rules else ():
+        tz.add_component(_observance(change, rule))
+    return tz
+
+
+def _vtimezone_for(zone: ZoneInfo, instants: list[datetime]) -> icalendar.Timezone:
+    """A VTIMEZONE right at all these instants (start, end and alarms of one touch)."""
+    in_utc = [i.astimezone(UTC) for i in instants]  # not by wall clock: the same zone ignores fold
+    first, last = min(in_utc), max(in_utc)
+    rules = zone_rules(zone)
+    from_year: int | None = first.year
+    if rules is not None and datetime(first.year, 1, 1, tzinfo=UTC) >= rules.since:
+        from_year = None  # the rules alone cover it: the same VTIMEZONE for every touch
+    return _vtimezone(zone, from_year, last.year if rules is None else 0)
 
 
 def render(touch: Touch, stamp: datetime | None = None) -> bytes:
-    """The VCALENDAR for one touch: VTIMEZONE, VEVENT, one VALARM per alarm offset."""
+    """The VCALENDAR for one touch: VTIMEZONE (unless in UTC), VEVENT, one VALARM per alarm offset."""
     c = touch.commitment
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
@@ -105,8 +199,7 @@ def render(touch: Touch, stamp: datetime | None = None) -> bytes:
     event = icalendar.Event()
     event.add("uid", uid_for(touch.key))
     event.add("dtstamp", (stamp or datetime.now(UTC)).replace(microsecond=0))
-    event.add("dtstart", touch.start)
-    event.add("dtend", touch.end)
+    zones = {_add_time(event, "dtstart", touch.start), _add_time(event, "dtend", touch.end)}
     event.add("summary", summary_line(touch))
     event.add("description", description(touch))
     if c.tags:
@@ -124,7 +217,9 @@ def render(touch: Touch, stamp: datetime | None = None) -> bytes:
             text = f"{c.title} at {when}" + (f": {touch.purpose}" if touch.purpose else "")
             alarm.add("description", text)
             event.add_component(alarm)
-    cal.add_component(_vtimezone(c.zone_name))
+    instants = [touch.start, touch.end] + [a.at for a in touch.alerts if a.kind is AlertKind.ALARM]
+    for zone in sorted((z for z in zones if z is not None), key=lambda z: str(z.key)):
+        cal.add_component(_vtimezone_for(zone, instants))
     cal.add_component(event)
     data: bytes = cal.to_ical()
     return data

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .timeparse import next_weekday, wall_clock_shift
+from .timeparse import apply_offset, next_weekday
 
 CHANNELS = ("call", "visit", "video", "email", "other")
 
@@ -116,23 +116,29 @@ class Touch:
 
     @property
     def end(self) -> datetime:
-        return self.start + self.commitment.duration
+        return apply_offset(self.start, self.commitment.duration)
 
     @property
     def alerts(self) -> tuple[Alert, ...]:
-        """Alarms and SMS backups, each an absolute instant, in time order."""
+        """Alarms and SMS backups, each an absolute instant, in time order.
+
+        `apply_offset` reads an offset as a calendar app reads the alarm's
+        TRIGGER: `-1d` is the same local time the day before, `-1h` one real
+        hour before, also across a DST change.
+        """
         c = self.commitment
         if not c.active:
             return ()
-        items = [Alert(AlertKind.ALARM, off, self.start + off) for off in c.alarms]
-        items += [Alert(AlertKind.SMS, off, self.start + off) for off in c.sms]
-        return tuple(sorted(items, key=lambda a: (a.at, a.kind.value)))
+        items = [Alert(AlertKind.ALARM, off, apply_offset(self.start, off)) for off in c.alarms]
+        items += [Alert(AlertKind.SMS, off, apply_offset(self.start, off)) for off in c.sms]
+        return tuple(sorted(items, key=lambda a: (a.at.astimezone(UTC), a.kind.value)))
 
 
 def touches(commitment: Commitment) -> tuple[Touch, ...]:
     """The first touch and one per follow-up, each after the previous one.
 
-    Follow-ups keep the local time of day across DST changes. With
+    Follow-ups keep the local time of day across DST changes (`after` is
+    read like an alarm offset, see `apply_offset`). With
     `skip_weekends`, a follow-up landing on Saturday or Sunday moves to the
     Monday after, and the next one counts from there. The first touch is the
     user's own `when` and is never moved.
@@ -140,10 +146,9 @@ def touches(commitment: Commitment) -> tuple[Touch, ...]:
     result = [Touch(commitment, 0, commitment.start, commitment.purpose)]
     previous = commitment.start
     for index, step in enumerate(commitment.follow_ups, start=1):
-        start = wall_clock_shift(previous, step.after)
+        start = apply_offset(previous, step.after)
         if commitment.skip_weekends and start.weekday() >= 5:
-            shift = next_weekday(start.date()) - start.date()
-            start = wall_clock_shift(start, shift)
+            start = apply_offset(start, next_weekday(start.date()) - start.date())
         result.append(Touch(commitment, index, start, step.purpose or commitment.purpose))
         previous = start
     return tuple(result)
@@ -152,8 +157,11 @@ def touches(commitment: Commitment) -> tuple[Touch, ...]:
 def upcoming(commitments: Iterable[Commitment], since: datetime,
              until: datetime) -> list[Touch]:
     """Touches of open commitments starting in [since, until), in time order."""
+    # in UTC: two times in the same zone compare by wall clock, wrong inside a DST fold
+    low, high = since.astimezone(UTC), until.astimezone(UTC)
     found = [
-        t for c in commitments if c.active for t in touches(c) if since <= t.start < until
+        t for c in commitments if c.active for t in touches(c)
+        if low <= t.start.astimezone(UTC) < high
     ]
     found.sort(key=lambda t: (t.start.astimezone(UTC), t.key))
     return found

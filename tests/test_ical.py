@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -68,3 +68,41 @@ def test_foreign_data_is_not_ours_and_names_are_safe() -> None:
     assert ownership(b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n") is None
     name = href_name("weird/uid#1@reminderd")
     assert name.startswith("reminderd-") and name.endswith(".ics") and "/" not in name
+
+
+def test_far_future_touch_renders_right_with_one_vtimezone_per_zone() -> None:
+    """icalendar's VTIMEZONE stopped at 2037: a June 2090 call read by a server
+    from the file (Radicale does) was one hour late. Ours repeats the rules."""
+    from test_dst_transitions import file_zone
+
+    vtimezones = set()
+    for start, utc_hour in ((datetime(2090, 6, 1, 10, tzinfo=ATHENS), 7),
+                            (datetime(2200, 12, 31, 10, tzinfo=ATHENS), 8),
+                            (datetime(2026, 11, 30, 10, tzinfo=ATHENS), 8)):
+        data = render(touches(make(start=start))[0])
+        cal = icalendar.Calendar.from_ical(data)
+        (vtimezone,) = cal.walk("VTIMEZONE")
+        (event,) = cal.walk("VEVENT")
+        local = event.decoded("DTSTART").replace(tzinfo=None)
+        assert local.replace(tzinfo=file_zone(vtimezone)).astimezone(UTC).hour == utc_hour
+        vtimezones.add(vtimezone.to_ical())
+    assert len(vtimezones) == 1 and len(vtimezones.pop()) < 600  # two yearly rules, not every change since 1970
+
+
+def test_a_zone_without_yearly_rules_lists_the_changes_it_needs() -> None:
+    """tzdata tabulates Egypt's changes (the autumn one can fall in November):
+    the VTIMEZONE lists those around the touch, here on the days the clocks change."""
+    from test_dst_transitions import file_zone
+
+    cairo = ZoneInfo("Africa/Cairo")
+    for start, offsets in ((datetime(2090, 4, 28, 10, tzinfo=cairo), (3, 2)),
+                           (datetime(2090, 10, 27, 10, tzinfo=cairo), (2, 3))):
+        touch = touches(make(start=start))[0]
+        cal = icalendar.Calendar.from_ical(render(touch))
+        (vtimezone,) = cal.walk("VTIMEZONE")
+        (event,) = cal.walk("VEVENT")
+        local = event.decoded("DTSTART").replace(tzinfo=None)
+        day_before = (local - timedelta(days=1)).replace(tzinfo=file_zone(vtimezone))  # the -1d alarm
+        assert (local.replace(tzinfo=file_zone(vtimezone)).utcoffset(), day_before.utcoffset()) == \
+            tuple(timedelta(hours=h) for h in offsets)
+        assert day_before.astimezone(UTC) == touch.alerts[0].at.astimezone(UTC)

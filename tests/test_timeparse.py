@@ -1,6 +1,7 @@
 """Offsets, durations, `when` and DST rules (pure)."""
 
-from datetime import datetime, time, timedelta
+import re
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from reminderd.errors import InvalidValue
 from reminderd.timeparse import (
+    apply_offset,
     format_offset,
     get_zone,
     parse_clock,
@@ -16,6 +18,8 @@ from reminderd.timeparse import (
     parse_offset,
     parse_when,
     wall_clock_shift,
+    zone_rules,
+    zone_transitions,
 )
 
 ATHENS = ZoneInfo("Europe/Athens")
@@ -103,3 +107,51 @@ def test_clock() -> None:
     assert parse_clock("07:30", what="digest") == time(7, 30)
     with pytest.raises(InvalidValue):
         parse_clock("24:00", what="digest")
+
+
+def test_when_decades_away_and_the_upper_bound() -> None:
+    far = parse_when("2090-06-01 10:00", ATHENS)
+    assert far.utcoffset() == timedelta(hours=3)  # summer time, from the zone's rule past its tables
+    assert parse_when("2200-12-31 23:59", ATHENS).year == 2200
+    for text in ("2201-01-01 00:00", "9999-06-01 10:00", "9999-12-31T23:59-05:00", "9999-12-31T23:59Z"):
+        with pytest.raises(InvalidValue, match=rf"^when '{re.escape(text)}' is outside the years 1970-2200$"):
+            parse_when(text, ATHENS)
+    with pytest.raises(InvalidValue, match="outside the years 1970-2200"):
+        parse_when("31/12/9999 10:00", ATHENS, "%d/%m/%Y %H:%M")
+
+
+def test_a_when_past_the_bound_is_reported_at_its_line(write) -> None:  # type: ignore[no-untyped-def]
+    from reminderd.config import load_config
+    from reminderd.sources import load_sources
+
+    write("c.yaml", """
+        commitments:
+          - {title: Call Bob, when: 2090-06-01 10:00}
+          - {title: Call Ann, when: 9999-06-01 10:00}
+    """)
+    loaded = load_sources(load_config(write("config.yaml", "timezone: Europe/Athens\ncommitments: [c.yaml]\n")))
+    assert [str(p).rpartition("/")[2] for p in loaded.problems] == [
+        "c.yaml:3: when '9999-06-01 10:00' is outside the years 1970-2200"]
+    (bob,) = loaded.commitments
+    assert bob.start == datetime(2090, 6, 1, 7, 0, tzinfo=UTC)
+
+
+def test_apply_offset_reads_days_by_the_calendar_and_hours_by_the_clock() -> None:
+    start = datetime(2026, 3, 29, 10, 0, tzinfo=ATHENS)  # the day the clocks go forward
+    assert apply_offset(start, timedelta(days=-1)) == datetime(2026, 3, 28, 10, 0, tzinfo=ATHENS)
+    assert apply_offset(start, timedelta(hours=-24)).astimezone(UTC) == datetime(2026, 3, 28, 8, 0, tzinfo=UTC)
+    early = datetime(2026, 3, 29, 4, 30, tzinfo=ATHENS)  # 01:30 UTC, just after the gap
+    assert apply_offset(early, timedelta(hours=-1)).astimezone(UTC) == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    assert apply_offset(early, -timedelta(days=1, hours=2)) == datetime(2026, 3, 28, 2, 30, tzinfo=ATHENS)
+    assert apply_offset(early, timedelta(0)) is early
+
+
+def test_zone_rules_cover_the_far_future() -> None:
+    rules = zone_rules(ATHENS)
+    assert rules is not None and rules.since == datetime(1996, 3, 31, 1, 0, tzinfo=UTC)
+    for year in (2026, 2090, 2200):
+        changes = zone_transitions(ATHENS, year, year)
+        assert [(t.onset.month, t.onset.weekday(), t.onset.day > 24) for t in changes] == [(3, 6, True), (10, 6, True)]
+        assert all(rule is not None and rule.matches(t.onset)
+                   for t, (_, rule) in zip(changes, rules.changes, strict=True))
+    assert zone_rules(ZoneInfo("Africa/Cairo")) is None  # no yearly rule: callers list its changes
