@@ -45,7 +45,7 @@ def alerts_as_planned(quiet: tuple[time, time] | None, zone: ZoneInfo, sms_on: b
     return alerts
 
 
-def render_text(items: Sequence[Touch], now: datetime, days: int, zone: str,
+def render_text(items: Sequence[Touch], days: int, zone: str,
                 after: Touch | None = None, alerts: AlertsFn = lambda t: t.alerts) -> str:
     """Human agenda: one block per touch, every alert time in the touch's zone."""
     if not items:

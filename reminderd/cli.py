@@ -66,7 +66,7 @@ def cmd_agenda(args: argparse.Namespace) -> int:
                   ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_text(items, now, args.days, config.timezone, after, alerts))
+        sys.stdout.write(render_text(items, args.days, config.timezone, after, alerts))
     return 0
 
 

@@ -10,9 +10,6 @@ process), then checks:
 - that one output line starts with the exact `path:line:` prefix and contains
   the message fragment;
 - that no traceback and no "internal error" ever reaches the user.
-
-A case marked `bug=` documents what reminderd does wrong today: the test
-states the correct behaviour and is a strict xfail until the code is fixed.
 """
 
 from __future__ import annotations
@@ -55,7 +52,6 @@ class Case:
     config: str | None = None  # config text ({file} = the copied input); None: YAML_CONFIG
     target: str | None = None  # name the corpus file is copied to (default bad.<ext>)
     extra: tuple[tuple[str, str], ...] = ()  # more (corpus file, copied name) pairs
-    bug: str | None = None  # strict xfail: reminderd gets this wrong today
     real_process: bool = False  # also run through `python -m reminderd`
     name: str | None = None  # test id when there is no corpus file
     absent: tuple[str, ...] = ()  # text the expected line must not contain
@@ -294,8 +290,9 @@ CASES: list[Case] = [
     cfg("config_missing_commitments_file.yaml", 66, "reminderd: not-there.yaml:", "file not found",
         real_process=True),
     # every missing file is named, not only the first
-    cfg("config_two_missing_commitments_files.yaml", 66, "reminderd: not-there.yaml:",
-        "not-there.yaml: file not found; also-not-there.csv: file not found", real_process=True),
+    # (the second one's own line; test_inputs_files checks the whole output)
+    cfg("config_two_missing_commitments_files.yaml", 66, "reminderd: also-not-there.csv:",
+        "file not found", real_process=True),
     cfg("config_values_unknown_key_chanel.yaml", 78, "config.yaml:5:",
         "unknown key 'chanel' in values (did you mean 'channel'?); only channel and status can be mapped"),
     cfg("config_values_not_an_enum_field.yaml", 78, "config.yaml:6:",
@@ -355,11 +352,7 @@ def _check(case: Case, code: int, out: str, err: str) -> None:
         assert len(lines) - 1 == count, f"the summary counts {count} errors:\n{out}"
 
 
-def _marks(case: Case) -> list[pytest.MarkDecorator]:
-    return [pytest.mark.xfail(strict=True, reason=f"BUG: {case.bug}")] if case.bug else []
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c)) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_case_in_process(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                          capsys: pytest.CaptureFixture[str]) -> None:
     _setup(case, tmp_path)
@@ -374,7 +367,7 @@ def _run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c))
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id)
                                   for c in CASES if c.real_process])
 def test_case_in_a_real_process(case: Case, tmp_path: Path) -> None:
     _setup(case, tmp_path)
