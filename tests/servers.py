@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -96,6 +97,56 @@ def start_sabredav(tmp: Path) -> tuple[CalendarServer, list[int]]:
             [int(info["PID"])])
 
 
+CALENDAR_SERVERS = ("radicale", "xandikos", "sabredav")
+
+
+def start_calendar_server(name: str, tmp: Path) -> tuple[CalendarServer, list[int]]:
+    """One of CALENDAR_SERVERS on a free loopback port, and the pids to kill when done."""
+    if name == "radicale":
+        srv, proc = start_radicale(tmp)
+        return srv, [proc.pid]
+    if name == "xandikos":
+        srv, proc = start_xandikos(tmp)
+        return srv, [proc.pid]
+    if name == "sabredav":
+        return start_sabredav(tmp)
+    raise ValueError(f"unknown calendar server {name!r}; one of {CALENDAR_SERVERS}")
+
+
+class CalendarServers:
+    """The real calendar servers of one test module: each started on first use, then shared.
+
+    A server that cannot be started here skips the tests that need it, with
+    the reason; the failure is remembered, so it is tried once per module.
+    """
+
+    def __init__(self, mktemp: Callable[[str], Path]) -> None:
+        self.mktemp = mktemp
+        self.started: dict[str, CalendarServer] = {}
+        self.failed: dict[str, str] = {}
+        self.pids: list[int] = []
+
+    def get(self, name: str) -> CalendarServer:
+        import pytest
+
+        if name not in self.started and name not in self.failed:
+            try:
+                srv, pids = start_calendar_server(name, self.mktemp(name))
+            except (RuntimeError, OSError, ImportError, subprocess.TimeoutExpired) as exc:
+                self.failed[name] = f"{name} could not be started here: {exc}"
+            else:
+                self.started[name] = srv
+                self.pids += pids
+        if name in self.failed:
+            pytest.skip(self.failed[name])
+        return self.started[name]
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            kill(pid)
+        self.pids.clear()
+
+
 def run_testbed(script: Path, tmp: Path, timeout: float) -> dict[str, str]:
     """Run a ../shared/testbed start-* script; its KEY=VALUE lines as a dict."""
     env = dict(os.environ, TESTBED_STATE=str(tmp), PYTHON=sys.executable)
@@ -148,6 +199,39 @@ def calendar_objects(url: str, auth: tuple[str, str] | None) -> dict[str, object
         if data:
             found[resp.findtext("{DAV:}href") or ""] = icalendar.Calendar.from_ical(data)
     return found
+
+
+class DirectClient:
+    """A calendar app on the user's phone: talks to one calendar straight (not through the
+    proxy), so what it does is never counted as reminderd's traffic."""
+
+    def __init__(self, calendar_url: str, server: CalendarServer) -> None:
+        import requests
+
+        self.url = calendar_url if calendar_url.endswith("/") else calendar_url + "/"
+        self.auth = (server.username, server.password or "") if server.username else None
+        self.session = requests.Session()
+        self.session.auth = self.auth
+
+    def objects(self) -> dict[str, object]:
+        """Every object in the calendar (href -> icalendar.Calendar)."""
+        return calendar_objects(self.url, self.auth)
+
+    def get(self, name: str) -> bytes:
+        reply = self.session.get(self.url + name, timeout=30)
+        assert reply.status_code == 200, reply.status_code
+        return reply.content
+
+    def put(self, name: str, data: bytes, *, create: bool = False) -> None:
+        headers = {"Content-Type": "text/calendar"}
+        if create:
+            headers["If-None-Match"] = "*"
+        reply = self.session.put(self.url + name, data=data, headers=headers, timeout=30)
+        assert reply.status_code in ((201, 204) if create else (200, 201, 204)), reply.status_code
+
+    def delete(self, name: str) -> None:
+        reply = self.session.delete(self.url + name, timeout=30)
+        assert reply.status_code in (200, 204), reply.status_code
 
 
 def kill(pid: int) -> None:
@@ -251,6 +335,9 @@ class RecordingProxy:
 
 @dataclass
 class TwilioMock:
+    """The testbed's Twilio mock in stateful mode: it keeps what was sent, and the
+    Messages list (the look-up of an interrupted send) answers from that."""
+
     url: str
     requests_url: str
     pids: list[int]
@@ -262,13 +349,27 @@ class TwilioMock:
             return list(json.load(reply))
 
     def clear(self) -> None:
+        """Forget the recorded requests and the kept messages: each test starts from nothing."""
+        for url in (self.requests_url, self.url + "/__testbed/messages"):
+            urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).close()
+
+    def clear_requests(self) -> None:
+        """Forget the recorded requests only: the provider still has every message."""
         urllib.request.urlopen(urllib.request.Request(self.requests_url, method="DELETE"), timeout=10).close()
 
-    def fail_next(self, status: int, code: int, message: str, count: int = 1) -> None:
+    def kept(self) -> list[dict[str, object]]:
+        """The messages the provider keeps (what `messages.list` answers from), oldest first."""
+        import json
+
+        with urllib.request.urlopen(self.url + "/__testbed/messages", timeout=10) as reply:
+            return list(json.load(reply))
+
+    def fail_next(self, status: int, code: int, message: str, count: int = 1, method: str | None = "POST") -> None:
+        """The next `count` sends (POST; `method=None`: look-ups too) get a Twilio-shaped error."""
         import json
 
         body = json.dumps({"status": status, "code": code, "message": message, "count": count,
-                           "path_contains": "Messages.json"}).encode()
+                           "path_contains": "Messages.json", "method": method}).encode()
         request = urllib.request.Request(self.url + "/__testbed/fail", data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
         urllib.request.urlopen(request, timeout=10).close()
@@ -291,5 +392,15 @@ def start_twilio_mock(tmp: Path) -> TwilioMock:
         raise RuntimeError(f"{script} not found (the Twilio mock lives in ../shared/testbed)")
     if shutil.which("npm") is None and not (Path(os.environ.get("TESTBED_CACHE", "/tmp/testbed-cache"))).exists():
         raise RuntimeError("node and npm are needed for Prism (apt-get install nodejs npm)")
-    info = run_testbed(script, tmp, timeout=900)
+    # run_testbed's steps, with the mock in stateful mode, and up to three tries: the script
+    # can take a Prism that is still starting for one that exited (it reads the process's
+    # command line while it is being replaced), and says "server exited during startup"
+    env = dict(os.environ, TESTBED_STATE=str(tmp), PYTHON=sys.executable, TWILIO_MOCK_STATEFUL="1")
+    for attempt in (1, 2, 3):
+        done = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=900)
+        if done.returncode == 0:
+            break
+        if attempt == 3 or "exited during startup" not in done.stderr:
+            raise RuntimeError(f"{script.name} failed: {done.stderr.strip()[-500:]}")
+    info = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     return TwilioMock(info["URL"], info["REQUESTS_URL"], [int(info["PID"]), int(info["PRISM_PID"])])

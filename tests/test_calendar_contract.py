@@ -1,14 +1,14 @@
-"""One contract suite, run unchanged against real Radicale, Xandikos and SabreDAV.
+"""The CLI's contract, run unchanged against real Radicale, Xandikos and SabreDAV.
 
 Each server is started on a free loopback port; each test gets a fresh
 calendar (created by reminderd's own discovery) behind a recording proxy
-that counts the requests of every sync.
+that counts the requests of every sync. The engine's own contract runs over
+these servers and the in-memory calendar in test_engine_contract.py.
 """
 
 from __future__ import annotations
 
 import itertools
-import textwrap
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,41 +16,32 @@ from pathlib import Path
 
 import icalendar
 import pytest
-import requests
 from servers import (
+    CALENDAR_SERVERS,
     CalendarServer,
+    CalendarServers,
+    DirectClient,
     RecordingProxy,
-    calendar_objects,
-    kill,
-    start_radicale,
-    start_sabredav,
-    start_xandikos,
     stored_calendar_url,
 )
 
+from reminderd.calendar.memory import foreign_event
 from reminderd.cli import main
 
 pytestmark = pytest.mark.server
 _counter = itertools.count()
 
 
-@pytest.fixture(scope="module", params=["radicale", "xandikos", "sabredav"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServer]:
-    tmp = tmp_path_factory.mktemp(request.param)
-    try:
-        if request.param == "radicale":
-            srv, proc = start_radicale(tmp)
-            pids = [proc.pid]
-        elif request.param == "xandikos":
-            srv, proc = start_xandikos(tmp)
-            pids = [proc.pid]
-        else:
-            srv, pids = start_sabredav(tmp)
-    except (RuntimeError, OSError, ImportError) as exc:
-        pytest.skip(f"{request.param} could not be started here: {exc}")
-    yield srv
-    for pid in pids:
-        kill(pid)
+@pytest.fixture(scope="module")
+def calendar_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CalendarServers]:
+    servers = CalendarServers(tmp_path_factory.mktemp)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="module", params=CALENDAR_SERVERS)
+def server(request: pytest.FixtureRequest, calendar_servers: CalendarServers) -> CalendarServer:
+    return calendar_servers.get(request.param)
 
 
 def origin(url: str) -> str:
@@ -93,29 +84,16 @@ class Env:
         return stored_calendar_url(self.dir / "state" / "state.sqlite3").replace(self.proxy.url,
                                                                                  origin(self.server.url))
 
+    def phone(self) -> DirectClient:
+        """A calendar app talking to the server straight (not through the proxy)."""
+        return DirectClient(self.calendar_url(), self.server)
+
     def objects(self) -> dict[str, icalendar.Calendar]:
         """Every object in the calendar, read straight from the server (no proxy)."""
-        auth = (self.server.username, self.server.password or "") if self.server.username else None
-        return calendar_objects(self.calendar_url(), auth)  # type: ignore[return-value]
+        return self.phone().objects()  # type: ignore[return-value]
 
     def put_foreign(self, name: str, uid: str) -> None:
-        auth = (self.server.username, self.server.password) if self.server.username else None
-        ics = textwrap.dedent(f"""\
-            BEGIN:VCALENDAR
-            VERSION:2.0
-            PRODID:-//someone else//EN
-            BEGIN:VEVENT
-            UID:{uid}
-            DTSTAMP:20300101T000000Z
-            DTSTART:20300712T090000Z
-            DURATION:PT1H
-            SUMMARY:Dentist (not reminderd's)
-            END:VEVENT
-            END:VCALENDAR
-            """).replace("\n", "\r\n")
-        reply = requests.put(self.calendar_url() + name, data=ics.encode(), auth=auth, timeout=30,
-                             headers={"Content-Type": "text/calendar", "If-None-Match": "*"})
-        assert reply.status_code in (201, 204), reply.status_code
+        self.phone().put(name, foreign_event(uid, "Dentist (not reminderd's)"), create=True)
 
 
 @pytest.fixture
@@ -209,17 +187,13 @@ def test_server_side_delete_and_edit_are_repaired(env: Env, capsys: pytest.Captu
     assert env.sync() == 0
     capsys.readouterr()
     objects = env.objects()
-    auth = (env.server.username, env.server.password) if env.server.username else None
-    base = env.calendar_url()
+    phone = env.phone()
     hrefs = sorted(objects)
     # a calendar app deletes one event and edits another
-    victim = requests.delete(base + hrefs[0].rsplit("/", 1)[-1], auth=auth, timeout=30)
-    assert victim.status_code in (200, 204)
+    phone.delete(hrefs[0].rsplit("/", 1)[-1])
     edited = objects[hrefs[1]]
     edited.walk("VEVENT")[0]["SUMMARY"] = icalendar.vText("changed in a calendar app")
-    reply = requests.put(base + hrefs[1].rsplit("/", 1)[-1], data=edited.to_ical(), auth=auth, timeout=30,
-                         headers={"Content-Type": "text/calendar"})
-    assert reply.status_code in (200, 201, 204)
+    phone.put(hrefs[1].rsplit("/", 1)[-1], edited.to_ical())
     assert env.sync() == 0
     out = capsys.readouterr().out
     assert "1 recreated" in out and "1 restored" in out

@@ -1,4 +1,5 @@
-"""Calendar access: the CalDAV adapter (`dav`) and the embedded server (`embedded`)."""
+"""Calendar access: the protocol the sync engine needs (`protocol`), the CalDAV adapter
+(`dav`), its in-memory twin (`memory`) and the embedded server (`embedded`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..errors import PortTaken
 from ..statelock import daemon_pid
 from .dav import DavCalendar, discover
 from .embedded import EMBEDDED_NO_AUTH, EmbeddedServer, port_in_use
+from .protocol import CalendarStore
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -27,7 +29,7 @@ def embedded_server(config: Config, password: str | None) -> EmbeddedServer:
 
 @contextmanager
 def open_calendar(config: Config, db: StateDB, *, serve: bool = True,
-                  create: bool = True) -> Iterator[DavCalendar]:
+                  create: bool = True) -> Iterator[CalendarStore]:
     """The configured calendar, discovered once and remembered in the state.
 
     Without `calendar.url` the embedded server is used: started here if

@@ -15,7 +15,6 @@ import random
 import threading
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -24,33 +23,18 @@ from requests.adapters import HTTPAdapter
 
 from ..errors import AuthFailed, ReminderdError, ServerUnreachable
 
+# Defined with the protocol, so every backend raises the same types; re-exported
+# here for the callers that import them from the adapter.
+from .protocol import Collection as Collection
+from .protocol import InvalidSyncToken as InvalidSyncToken
+from .protocol import PreconditionFailed as PreconditionFailed
+from .protocol import RequestFailed as RequestFailed
+
 log = logging.getLogger(__name__)
 
 NS = {"d": "DAV:", "cs": "http://calendarserver.org/ns/", "c": "urn:ietf:params:xml:ns:caldav"}
 TIMEOUT = 30
 RETRIES = 4
-
-
-class PreconditionFailed(ReminderdError):
-    """412: the object changed (If-Match) or exists (If-None-Match) on the server."""
-
-
-class InvalidSyncToken(ReminderdError):
-    """The server no longer knows our sync token: fall back to a full listing."""
-
-
-class RequestFailed(ReminderdError):
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True, slots=True)
-class Collection:
-    """What a depth-0 PROPFIND tells about the calendar."""
-
-    sync_token: str | None
-    ctag: str | None
 
 
 def _propfind_body(*props: str) -> bytes:
@@ -60,7 +44,7 @@ def _propfind_body(*props: str) -> bytes:
 
 
 class DavCalendar:
-    """One calendar collection on a CalDAV server."""
+    """One calendar collection on a CalDAV server (a `protocol.CalendarStore`)."""
 
     def __init__(self, url: str, username: str | None, password: str | None,
                  verify_tls: bool = True, connections: int = 4) -> None:

@@ -6,6 +6,9 @@ collection's ctag (one PROPFIND; a full listing only when it moved), else a
 full listing. Writes run on a small pool of kept-alive connections; each
 result is recorded in the state as it lands, so an interrupted sync resumes
 where it stopped.
+
+The engine sees the calendar only through `calendar.protocol.CalendarStore`:
+the CalDAV adapter in production, the in-memory twin in fast tests.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from ..calendar.dav import DavCalendar, InvalidSyncToken, PreconditionFailed
+from ..calendar.protocol import CalendarStore, InvalidSyncToken, PreconditionFailed
 from ..errors import MassDeleteRefused, ReminderdError
 from ..ical import content_hash, href_name, ownership, render, uid_for, wants_event
 from ..model import Commitment, touches
@@ -52,7 +55,7 @@ class SyncResult:
         return text + (f" ({'; '.join(extra)})" if extra else "")
 
 
-def desired_events(cal: DavCalendar, commitments: Iterable[Commitment]) -> dict[str, Desired]:
+def desired_events(cal: CalendarStore, commitments: Iterable[Commitment]) -> dict[str, Desired]:
     found: dict[str, Desired] = {}
     for c in commitments:
         for t in touches(c):
@@ -62,7 +65,7 @@ def desired_events(cal: DavCalendar, commitments: Iterable[Commitment]) -> dict[
     return found
 
 
-def server_view(cal: DavCalendar, db: StateDB, state: dict[str, EventRow]) -> tuple[dict[str, str | None], dict[str, str | None]]:
+def server_view(cal: CalendarStore, db: StateDB, state: dict[str, EventRow]) -> tuple[dict[str, str | None], dict[str, str | None]]:
     """(href -> ETag as the server has it now, marker to save after the sync)."""
     key = SYNC_MARKER + cal.url
     saved = db.get(key) or {}
@@ -101,7 +104,7 @@ class _Progress:
             print(f"sync: {self.done}/{self.total} changes written", file=self.out, flush=True)
 
 
-def sync_calendar(cal: DavCalendar, db: StateDB, commitments: Iterable[Commitment], *,
+def sync_calendar(cal: CalendarStore, db: StateDB, commitments: Iterable[Commitment], *,
                   dry_run: bool = False, force: bool = False, connections: int = 4,
                   progress: TextIO | None = sys.stderr) -> SyncResult:
     """Make the calendar match the commitments; only reminderd's own events are touched."""
@@ -151,7 +154,7 @@ def sync_calendar(cal: DavCalendar, db: StateDB, commitments: Iterable[Commitmen
     return result
 
 
-def _confirm_writes(cal: DavCalendar, db: StateDB, token: str, written: set[str]) -> dict[str, str | None]:
+def _confirm_writes(cal: CalendarStore, db: StateDB, token: str, written: set[str]) -> dict[str, str | None]:
     """Move the sync token past our own writes, checking each one landed as we left it.
 
     One REPORT from the pre-write token lists our writes (with their ETags,
@@ -179,7 +182,7 @@ def _confirm_writes(cal: DavCalendar, db: StateDB, token: str, written: set[str]
 _Outcome = tuple[str, str | None]  # (what happened, new ETag)
 
 
-def _execute(cal: DavCalendar, action: Action) -> _Outcome:
+def _execute(cal: CalendarStore, action: Action) -> _Outcome:
     """One write on a worker thread; returns what happened for the main thread to record."""
     if isinstance(action, Create):
         data = render(action.want.touch)
@@ -216,7 +219,7 @@ def _execute(cal: DavCalendar, action: Action) -> _Outcome:
     return "deleted", None
 
 
-def _adopt(cal: DavCalendar, want: Desired, etag: str | None) -> _Outcome:
+def _adopt(cal: CalendarStore, want: Desired, etag: str | None) -> _Outcome:
     found = cal.get(want.href)
     if found is None:
         return "created", cal.put(want.href, render(want.touch), None, create=True)
@@ -229,7 +232,7 @@ def _adopt(cal: DavCalendar, want: Desired, etag: str | None) -> _Outcome:
     return "updated", cal.put(want.href, render(want.touch), etag_now, create=False)
 
 
-def _record(db: StateDB, cal: DavCalendar, action: Action, outcome: _Outcome, result: SyncResult) -> None:
+def _record(db: StateDB, cal: CalendarStore, action: Action, outcome: _Outcome, result: SyncResult) -> None:
     what, etag = outcome
     if isinstance(action, Delete):
         if action.uid is not None:
