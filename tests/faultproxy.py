@@ -1,4 +1,5 @@
-"""A loopback HTTP proxy that misbehaves on request: answer 500/429, hang, or drop.
+"""A loopback HTTP proxy that misbehaves on request: answer 500/429, hang, drop, or
+forward the request and lose the reply (the provider has the message, the client never hears).
 
 Modes are consumed one per request, then it forwards faithfully. Bounded:
 a hang lasts `hang_seconds` and the server stops with the test.
@@ -18,7 +19,7 @@ from servers import relay
 class FaultProxy:
     def __init__(self, upstream: str, hang_seconds: float = 3.0) -> None:
         parts = urlsplit(upstream)
-        self.modes: list[str] = []  # "500" | "429" | "hang" | "drop"
+        self.modes: list[str] = []  # "500" | "429" | "hang" | "drop" | "lose-reply"
         self.seen: list[tuple[str, str, str]] = []  # (method, path, what we did)
         self.lock = threading.Lock()
         proxy = self
@@ -57,6 +58,9 @@ class FaultProxy:
                 reply = conn.getresponse()
                 data = reply.read()
                 conn.close()
+                if mode == "lose-reply":
+                    self.close_connection = True
+                    return
                 relay(self, reply.status, reply.reason, reply.getheaders(), data)
 
             do_GET = do_POST = handle_one

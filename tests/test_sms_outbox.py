@@ -15,11 +15,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from reminderd.clock import system_clock
 from reminderd.errors import SmsError
 from reminderd.model import Commitment, Contact, Status
-from reminderd.sms.dispatch import Dispatcher, SmsSettings
+from reminderd.sms.dispatch import (
+    LOOKUP_MARGIN,
+    LOST_STATE_NOTE,
+    Dispatcher,
+    RateLimiter,
+    SmsSettings,
+)
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.providers import Ambiguous
+from reminderd.sms.scheduler import JOB, SmsScheduler
 from reminderd.sync.state import StateDB
 
 ATHENS = ZoneInfo("Europe/Athens")
@@ -40,7 +48,9 @@ class Scripted:
     def __init__(self) -> None:
         self.script: list[object] = []  # per call: "ok" | SmsError | Ambiguous
         self.sent: list[str] = []
-        self.found: str | None = None
+        self.found: str | None = None  # every look-up finds this, or:
+        self.has: dict[str, str] = {}  # body -> id: what the provider has from an earlier state
+        self.lookups: list[tuple[tuple[str, ...], datetime]] = []
 
     def send(self, to: str, body: str, validity_seconds: int | None) -> str:
         step = self.script.pop(0) if self.script else "ok"
@@ -51,8 +61,10 @@ class Scripted:
         self.sent.append(body)
         return f"SM{len(self.sent)}"
 
-    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
-        return self.found
+    def find_sent(self, to: str, body: str | tuple[str, ...], since: datetime) -> str | None:
+        bodies = (body,) if isinstance(body, str) else body
+        self.lookups.append((bodies, since))
+        return self.found or next((self.has[b] for b in bodies if b in self.has), None)
 
 
 @pytest.fixture
@@ -180,6 +192,8 @@ def test_recovery_after_a_crash_asks_the_provider(rig) -> None:  # type: ignore[
         d.outbox.claim(row.key, d.body(row, late=False), clock.now)
     sender.found = "SMfound"
     assert d.recover() == 2
+    assert d.run_due() == []  # the interrupted requests get lookup_delay to show in the provider's list
+    clock.now += d.s.lookup_delay
     assert d.run_due() == ["sent", "sent"]
     assert {r.sid for r in d.outbox.recent()} == {"SMfound"} and sender.sent == []
 
@@ -227,3 +241,177 @@ def test_stopping_leaves_queued_sends_pending_never_half_sent(tmp_path: Path) ->
     assert counts.get("sending", 0) == 0 and counts["sent"] == len(sender.sent)
     assert counts["pending"] + counts["sent"] == 20
     db.close()
+
+
+def lost_state_rig(tmp_path: Path, began: datetime) -> tuple[Dispatcher, Clock, Scripted]:
+    """A dispatcher on a state that began at `began` (the one before it was lost)."""
+    db = StateDB(tmp_path / "new-state.sqlite3")
+    clock = Clock(began)
+    sender = Scripted()
+    return Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=6000),
+                      clock), clock, sender
+
+
+def test_a_lost_state_asks_the_provider_before_sending_late(tmp_path: Path) -> None:
+    """Backups a day ahead; the state is lost and begins again 20 minutes after their time.
+    The earlier state had sent one of them, late (so it said LATE and, the day before, the date)."""
+    earlier = "LATE reminder: Wed 02 Dec 10:00 Call Alex - Alex (ACME) +302101234567. Why: card details."
+    d, _clock, sender = lost_state_rig(tmp_path, START - timedelta(days=1) + timedelta(minutes=20))
+    sender.has[earlier] = "SMearlier"
+    day_before = (timedelta(days=-1),)
+    d.replan([commitment(sms=day_before), commitment(id="b", title="Call Bea", sms=day_before)])
+    assert d.run_due() == ["sent", "sent"]
+    assert sender.sent == ["LATE reminder: Wed 02 Dec 10:00 Call Bea - Alex (ACME) +302101234567. Why: card details."]
+    rows = {r.key.split("#")[0]: r for r in d.outbox.recent(statuses=("sent",))}
+    assert rows["acme"].sid == "SMearlier" and rows["acme"].error == LOST_STATE_NOTE
+    assert rows["b"].error is None  # not found at the provider: really sent now
+    send_at = (START - timedelta(days=1)).astimezone(UTC)
+    assert {since for _, since in sender.lookups} == {send_at - LOOKUP_MARGIN}
+    assert all(len(bodies) == 4 for bodies, _ in sender.lookups)  # on time or LATE, dated or not
+    assert d.run_due() == [] and d.replan([commitment(sms=day_before)])["added"] == 0
+    d.close()
+
+
+def test_an_intact_state_does_not_look_up_its_own_late_sends(rig) -> None:  # type: ignore[no-untyped-def]
+    d, clock, sender = rig  # this state began two hours before the item
+    d.replan([commitment()])
+    clock.now = (START - timedelta(minutes=10)).astimezone(UTC)  # the daemon was down at 09:30
+    assert d.run_due() == ["sent"] and sender.sent[0].startswith("LATE reminder: 10:00 Call Alex")
+    assert sender.lookups == []  # this state would have recorded a send: nothing to ask
+
+
+def test_a_send_due_as_the_state_begins_is_not_looked_up(tmp_path: Path) -> None:
+    """An item added with its SMS due right now is the common case, not a lost state."""
+    d, _clock, sender = lost_state_rig(tmp_path, START - timedelta(minutes=30) + timedelta(seconds=5))
+    d.replan([commitment()])
+    assert d.run_due() == ["sent"] and sender.lookups == []
+    d.close()
+
+
+def test_a_failed_look_up_asks_again_then_sends_before_it_is_too_late(tmp_path: Path) -> None:
+    d, clock, sender = lost_state_rig(tmp_path, START - timedelta(minutes=10))
+    d.s = replace(d.s, lookup_delay=timedelta(seconds=20))
+
+    def no_answer(*_: object) -> str | None:
+        raise Ambiguous("look-up timed out")
+
+    sender.find_sent = no_answer  # type: ignore[method-assign]
+    d.replan([commitment()])  # at 09:30, 30 minutes of grace: useless after 10:00
+    assert d.run_due() == ["lookup-later"] and sender.sent == []  # no answer is not "not sent"
+    assert d.outbox.next_time() == clock.now + timedelta(seconds=20)
+    clock.now = (START - timedelta(seconds=10)).astimezone(UTC)  # no time left to ask again
+    assert d.run_due() == ["sent"] and len(sender.sent) == 1  # at most a second copy, never none
+    d.close()
+
+
+def test_a_long_rate_limit_wait_makes_a_send_late_or_missed_not_silently_stale(tmp_path: Path) -> None:
+    """Five sends due together, one a minute allowed: late and missed are judged when each can
+    go, not when it joined the queue (a queued send could otherwise go out past its grace)."""
+    db = StateDB(tmp_path / "state.sqlite3")
+    clock = Clock(START - timedelta(hours=1))
+    sender = Scripted()
+    d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=1, workers=1,
+                                                    late_grace=timedelta(seconds=200)), clock)
+
+    def wait(seconds: float) -> None:  # the limiter's sleep moves our clock instead
+        clock.now += timedelta(seconds=seconds)
+
+    d.limiter = RateLimiter(1, sleep=wait, monotonic=lambda: clock.now.timestamp())
+    d.replan([commitment(id=f"c{i}", title=f"Call {i}") for i in range(5)])
+    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
+    assert sorted(d.run_due()) == ["missed", "sent", "sent", "sent", "sent"]  # 0, 1, 2, 3 min; 4 min > 200 s
+    assert [b.startswith("LATE reminder: ") for b in sender.sent] == [False, False, False, True]
+    d.close()
+    db.close()
+
+
+def test_scheduler_times_from_the_dispatchers_clock(rig) -> None:  # type: ignore[no-untyped-def]
+    """The timer is pointed from the dispatcher's clock (here days away from the wall clock)."""
+    d, clock, sender = rig
+    scheduler = SmsScheduler(d, ATHENS, None, lambda: ())
+    scheduler.scheduler.start(paused=True)  # jobs are kept and can be read, none runs by itself
+    d.replan([commitment()])
+    scheduler.rearm()
+    due = (START - timedelta(minutes=30)).astimezone(UTC)
+    assert scheduler.scheduler.get_job(JOB).trigger.run_date == due
+    clock.now = due + timedelta(minutes=7)  # overdue on this clock: run now, by this clock
+    scheduler.rearm()
+    assert scheduler.scheduler.get_job(JOB).trigger.run_date == clock.now
+    scheduler._tick()  # what the timer runs
+    assert len(sender.sent) == 1
+    scheduler.rearm()  # what follows each run
+    assert scheduler.scheduler.get_job(JOB) is None  # nothing left, no timer
+    scheduler.scheduler.shutdown()
+
+
+def busy_machine(scheduler: SmsScheduler) -> None:
+    """Each run still counts as running for a moment after it returned, as on a busy machine."""
+    import time
+
+    executor = scheduler.scheduler._executors["default"]
+    release = executor._run_job_success
+
+    def slow_release(*args: object) -> None:
+        time.sleep(0.2)
+        release(*args)
+
+    executor._run_job_success = slow_release
+
+
+def test_the_timer_keeps_going_when_more_than_one_batch_is_due(tmp_path: Path) -> None:
+    """25 sends due at once, 10 per run: the real timer runs until all are out.
+    (It used to re-arm from inside the run, be skipped as "still running", and stop after 10.)"""
+    import time
+
+    db = StateDB(tmp_path / "state.sqlite3")
+    sender = Scripted()
+    d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=60_000,
+                                                    batch=10), system_clock)
+    start = system_clock() + timedelta(minutes=30)  # relative to now: the timer runs on the wall clock
+    d.replan([commitment(id=f"c{i}", title=f"Call {i}", start=start) for i in range(25)])
+    scheduler = SmsScheduler(d, ATHENS, None, lambda: ())
+    scheduler.start()
+    busy_machine(scheduler)
+    try:
+        deadline = time.monotonic() + 20
+        while len(sender.sent) < 25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown()
+        db.close()
+    assert len(sender.sent) == 25 and len(set(sender.sent)) == 25
+
+
+def test_stopping_while_a_run_finishes_does_not_hang(tmp_path: Path) -> None:
+    """SIGTERM during a send: the send finishes and is recorded, the rest waits, and the stop
+    returns (a re-arm from the finishing run used to wait for a lock the stop was holding)."""
+    import threading
+    import time
+
+    entered, gate = threading.Event(), threading.Event()
+
+    class Slow(Scripted):
+        def send(self, to: str, body: str, validity_seconds: int | None) -> str:
+            entered.set()
+            gate.wait(10)
+            return super().send(to, body, validity_seconds)
+
+    db = StateDB(tmp_path / "state.sqlite3")
+    sender = Slow()
+    d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=60_000,
+                                                    workers=1), system_clock)
+    start = system_clock() + timedelta(minutes=30)
+    d.replan([commitment(id=f"c{i}", title=f"Call {i}", start=start) for i in range(3)])
+    scheduler = SmsScheduler(d, ATHENS, None, lambda: ())
+    scheduler.start()
+    busy_machine(scheduler)
+    assert entered.wait(10)
+    stopper = threading.Thread(target=scheduler.shutdown, daemon=True)
+    stopper.start()
+    time.sleep(0.2)  # the stop is waiting for the send
+    gate.set()
+    stopper.join(timeout=15)
+    assert not stopper.is_alive()
+    counts = d.outbox.counts()
+    db.close()
+    assert counts == {"sent": 1, "pending": 2} and len(sender.sent) == 1

@@ -3,6 +3,12 @@
 The dispatcher decides; it never sleeps. `run_due(now)` sends what is due
 at `now` and is called by the scheduler (APScheduler in the daemon) or by a
 test with its own clock.
+
+The provider is asked before a send that might already have gone out: one
+whose outcome a crash or a timeout hid, and one due before this state began
+(the state database was deleted or damaged, and an earlier one may have sent
+it). Matching is by the exact text the send would have had (on time or late,
+today's time or a dated one) within a short window after its time.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ..clock import Clock, system_clock
 from ..errors import SmsError
 from ..model import Commitment, upcoming
 from ..phone import mask
@@ -28,6 +35,15 @@ from .text import DEFAULT_TEMPLATE, Parts, clock_label, compose
 log = logging.getLogger(__name__)
 LATE_AFTER = timedelta(minutes=2)  # later than this past its time, a backup says it is late
 MAX_BACKOFF = 300.0
+LOOKUP_MARGIN = timedelta(minutes=2)
+"""A look-up asks for messages since this long before the send could have left: the
+provider's clock and ours may differ a little. Kept short, because two offsets of one
+touch (-10m and -5m) have the same text and only their times tell them apart."""
+NEW_STATE_SLACK = timedelta(seconds=30)
+"""A send due this little before the state began is not looked up: an earlier state
+would have had to send it and be lost within those seconds. (A commitment added with
+its SMS due right now is the common case, and a look-up for each would be waste.)"""
+LOST_STATE_NOTE = "confirmed by look-up; the state had lost it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,25 +56,24 @@ class SmsSettings:
     max_segments: int = 2
     rate_per_minute: int = 60
     workers: int = 8
+    batch: int = 1000  # sends taken per run: a burst of any size costs bounded memory
     lookup_delay: timedelta = timedelta(seconds=20)  # let a just-accepted message show in the list
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class RateLimiter:
     """At most `per_minute` starts per minute, spread evenly (thread-safe)."""
 
-    def __init__(self, per_minute: int, sleep: Callable[[float], None] = _time.sleep) -> None:
+    def __init__(self, per_minute: int, sleep: Callable[[float], None] = _time.sleep,
+                 monotonic: Callable[[], float] = _time.monotonic) -> None:
         self.interval = 60.0 / per_minute
         self.next = 0.0
         self.lock = threading.Lock()
         self.sleep = sleep
+        self.monotonic = monotonic
 
     def wait(self) -> None:
         with self.lock:
-            now = _time.monotonic()
+            now = self.monotonic()
             start = max(now, self.next)
             self.next = start + self.interval
         if start > now:
@@ -67,7 +82,7 @@ class RateLimiter:
 
 class Dispatcher:
     def __init__(self, outbox: Outbox, sender: Sender, settings: SmsSettings,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Clock = system_clock) -> None:
         self.outbox = outbox
         self.sender = sender
         self.s = settings
@@ -75,6 +90,7 @@ class Dispatcher:
         self.limiter = RateLimiter(settings.rate_per_minute)
         self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="sms")
         self.stopping = threading.Event()
+        self.state_since = outbox.since(clock())  # sends due before it may have gone out already
 
     def close(self) -> None:
         """Sends in flight finish and are recorded; queued ones stay pending for the next start."""
@@ -95,7 +111,7 @@ class Dispatcher:
     def run_due(self, now: datetime | None = None) -> list[str]:
         """Send everything due at `now` in parallel; returns each row's outcome."""
         now = now or self.clock()
-        rows = self.outbox.due(now)
+        rows = self.outbox.due(now, self.s.batch)
         try:
             return list(self.pool.map(lambda r: self.deliver(r), rows))
         except (RuntimeError, CancelledError):  # the pool is shutting down: the rest waits
@@ -110,16 +126,20 @@ class Dispatcher:
             outcome = self._look_up(row, now)
             if outcome is not None:
                 return outcome
+        elif self.maybe_sent_before(row):
+            outcome = self._look_up_lost(row, now)
+            if outcome is not None:
+                return outcome
         if now > row.deadline:
-            reason = f"missed: {int((now - row.send_at).total_seconds() // 60)} min late, over late_grace"
-            self.outbox.missed(row.key, reason, now)
-            log.warning("SMS %s %s", row.key, reason)
-            return "missed"
-        body = self.body(row, late=now - row.send_at > LATE_AFTER)
+            return self._missed(row, now)
         self.limiter.wait()  # before the claim: a crash while waiting leaves nothing in flight
         if self.stopping.is_set():
             return "stopped"
-        if not self.outbox.claim(row.key, body, self.clock()):
+        now = self.clock()  # the wait may have been long: late and missed are judged from here
+        if now > row.deadline:
+            return self._missed(row, now)
+        body = self.body(row, late=now - row.send_at > LATE_AFTER)
+        if not self.outbox.claim(row.key, body, now):
             return "taken"
         try:
             validity = int((max(row.deadline, _start(row)) - self.clock()).total_seconds())
@@ -136,10 +156,38 @@ class Dispatcher:
         log.info("SMS %s sent to %s (%s)", row.key, mask(self.s.to), sid)
         return "sent"
 
+    def _missed(self, row: Row, now: datetime) -> str:
+        reason = f"missed: {int((now - row.send_at).total_seconds() // 60)} min late, over late_grace"
+        self.outbox.missed(row.key, reason, now)
+        log.warning("SMS %s %s", row.key, reason)
+        return "missed"
+
+    def maybe_sent_before(self, row: Row) -> bool:
+        """Never tried from this outbox, but due before it began: an earlier state that was
+        lost (deleted, damaged) may have sent it, and only the provider knows."""
+        return row.attempts == 0 and row.kind != "test" and row.send_at < self.state_since - NEW_STATE_SLACK
+
+    def _look_up_lost(self, row: Row, now: datetime) -> str | None:
+        """Ask the provider for a send the state may have lost; None means: send it now."""
+        try:
+            sid = self.sender.find_sent(self.s.to, self.wordings(row), row.send_at - LOOKUP_MARGIN)
+        except Ambiguous as exc:
+            if now + self.s.lookup_delay < row.deadline:
+                self.outbox.retry_at(row.key, now + self.s.lookup_delay, f"look-up failed: {exc}", now)
+                return "lookup-later"
+            # no time left to ask again: one copy more is better than none (at most two in all)
+            log.warning("SMS %s: the provider could not be asked (%s); sending it", row.key, exc)
+            return None
+        if sid:
+            self.outbox.sent(row.key, sid, now, note=LOST_STATE_NOTE)
+            log.info("SMS %s: already sent (%s), %s", row.key, sid, LOST_STATE_NOTE)
+            return "sent"
+        return None
+
     def _look_up(self, row: Row, now: datetime) -> str | None:
         """Resolve a send whose outcome is unknown; None means: send (again) now."""
         try:
-            sid = self.sender.find_sent(self.s.to, row.body or "", row.started_at or now)
+            sid = self.sender.find_sent(self.s.to, row.body or "", (row.started_at or now) - LOOKUP_MARGIN)
         except Ambiguous as exc:  # no answer is not "not sent": ask again later
             if now > row.deadline:
                 return self._unconfirmed(row, now, f"the provider could not be asked ({exc})")
@@ -161,11 +209,25 @@ class Dispatcher:
         return "unconfirmed"
 
     def body(self, row: Row, late: bool) -> str:
+        return self._text(row, late, self.clock())
+
+    def wordings(self, row: Row) -> tuple[str, ...]:
+        """Every text this row may have gone out with: on time or late, with the time alone
+        (`10:00`, sent the same day) or dated (`Wed 02 Dec 10:00`). Made by the code that
+        makes the text, so a look-up matches exactly what a send would have said."""
+        if row.kind != "backup":
+            return (str(row.payload["text"]),)
+        start = _start(row)
+        texts = [self._text(row, late, label_day) for late in (False, True)
+                 for label_day in (start, start - timedelta(days=2))]
+        return tuple(dict.fromkeys(texts))
+
+    def _text(self, row: Row, late: bool, now: datetime) -> str:
         p = row.payload
         if row.kind != "backup":
             return str(p["text"])
         start = _start(row).astimezone(ZoneInfo(str(p["zone"])))
-        parts = Parts(late="LATE reminder: " if late else "", when=clock_label(start, self.clock()),
+        parts = Parts(late="LATE reminder: " if late else "", when=clock_label(start, now),
                       title=str(p["title"]),
                       who=f" - {p['who']}" if p.get("who") else "",
                       phone=f" {p['phone']}" if p.get("phone") else "",
@@ -190,11 +252,14 @@ class Dispatcher:
         return "retry"
 
     def recover(self) -> int:
-        """After a crash: every `sending` row is looked up at the provider before any repeat."""
+        """After a crash: every `sending` row is looked up at the provider before any repeat,
+        once the interrupted request has had `lookup_delay` to show in the provider's list
+        (the same wait as after a timeout: a quick restart must not ask too early)."""
         rows = self.outbox.in_flight()
         now = self.clock()
         for row in rows:
-            self.outbox.ambiguous_retry(row.key, now, "interrupted by a restart", now)
+            when = max(now, (row.started_at or now) + self.s.lookup_delay)
+            self.outbox.ambiguous_retry(row.key, now, "interrupted by a restart", when)
         return len(rows)
 
     # -- the daily agenda

@@ -8,6 +8,10 @@ request leaves, and `sent` after the answer: a `kill -9` in between leaves
 a `sending` row, which recovery resolves by asking the provider first, so a
 send never goes out more than twice, and one whose outcome stays unknown is
 marked `unconfirmed` (shown in `status`) instead of being silently dropped.
+
+The outbox also remembers when it began (`since`): a send whose time had
+already passed then may have gone out from an earlier state that was lost
+(a deleted or damaged database), so the dispatcher asks the provider first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ..sync.state import StateDB
 from .plan import PlannedSend
 
 ACTIVE = ("pending", "sending")
+META_SINCE = "sms_outbox_since"  # in `meta`: when this state began keeping sends
 
 
 def iso(moment: datetime) -> str:
@@ -109,6 +114,13 @@ class Outbox:
                              (key, kind, iso(due), iso(due), iso(due), iso(deadline),
                               json.dumps(payload, sort_keys=True), iso(now)))
             return cur.rowcount == 1
+
+    def since(self, now: datetime) -> datetime:
+        """When this outbox began keeping sends: `now` on the first call, then what was recorded."""
+        with self.db.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (META_SINCE, json.dumps(iso(now))))
+            (value,) = db.execute("SELECT value FROM meta WHERE key = ?", (META_SINCE,)).fetchone()
+        return parse_iso(json.loads(value))
 
     # -- reading
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..errors import ReminderdError, SmsError
@@ -33,6 +33,9 @@ PERMANENT_CODES = {
 }
 
 
+QUEUED_LOOKUP = 50  # how many of the newest messages a look-up checks for ones still queued
+
+
 class Ambiguous(ReminderdError):
     """The request may have been delivered to the provider; only a look-up can tell."""
 
@@ -43,8 +46,10 @@ class Sender(Protocol):
     def send(self, to: str, body: str, validity_seconds: int | None) -> str:
         """Send one SMS; returns the provider's message id."""
 
-    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
-        """The id of a message with this body sent to `to` since `since`, if any."""
+    def find_sent(self, to: str, body: str | tuple[str, ...], since: datetime) -> str | None:
+        """The id of a message to `to` with this body (or one of these bodies), created at or
+        after `since` (the provider's clock: the caller leaves a margin), if any.
+        Raises `Ambiguous` when the provider cannot be asked: that is not "not sent"."""
 
 
 class LogSender:
@@ -60,14 +65,16 @@ class LogSender:
         log.info("SMS to %s: %s", mask(to), mask_numbers(body))
         return f"log-{self.count}"
 
-    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
-        return None
+    def find_sent(self, to: str, body: str | tuple[str, ...], since: datetime) -> str | None:
+        return None  # the log keeps no record to ask
 
 
 class TwilioSender:
     """Twilio's Messages API through the `twilio` library, pointed at `api_url`."""
 
     name = "twilio"
+    lookup_page = 1000  # Twilio's largest page: one request unless a burst went out since
+    lookup_limit = 20_000  # a bound far above what one phone receives within late_grace
 
     def __init__(self, account_sid: str, *, auth_token: str | None = None, api_key: str | None = None,
                  api_secret: str | None = None, from_: str | None = None,
@@ -114,20 +121,43 @@ class TwilioSender:
             raise _network(exc) from None
         return str(message.sid)
 
-    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
-        """Newest first, no DateSent filter: a message still queued has no DateSent yet."""
+    def find_sent(self, to: str, body: str | tuple[str, ...], since: datetime) -> str | None:
+        """Two questions, both filtered to `to` and (without a messaging service) our `from`.
+
+        First what was sent since `since`: Twilio may apply the DateSent filter by day
+        only, so the time is checked here again. Then, if that found nothing, what is
+        still waiting in Twilio's queue: a queued message has no DateSent yet, so the
+        first question cannot see it, and a crash right after the request is exactly
+        when a message is still queued. A message Twilio reports as `failed` or
+        `canceled` never went out and does not count.
+        """
+        wanted = {_words(b) for b in ((body,) if isinstance(body, str) else body)}
+        floor = since.astimezone(UTC).replace(microsecond=0)  # Twilio's times have whole seconds
+        query: dict[str, Any] = {"to": to}
+        if self._from and not self._service:  # a service picks its sender from a pool
+            query["from_"] = self._from
         try:
-            recent = self._client.messages.list(to=to, limit=50)
+            for message in self._client.messages.stream(date_sent_after=floor, page_size=self.lookup_page,
+                                                        limit=self.lookup_limit, **query):
+                if _is_one_of(message, wanted, floor):
+                    return str(message.sid)
+            for message in self._client.messages.stream(page_size=QUEUED_LOOKUP, limit=QUEUED_LOOKUP, **query):
+                if message.date_sent is None and _is_one_of(message, wanted, floor):
+                    return str(message.sid)
         except Exception as exc:  # a failed look-up is not an answer: the caller asks again later
             raise Ambiguous(f"message look-up failed ({type(exc).__name__})") from None
-        floor = since - timedelta(minutes=5)
-        for message in recent:
-            created = getattr(message, "date_created", None)
-            if created is not None and created < floor:
-                continue
-            if (message.body or "").strip() == body.strip():
-                return str(message.sid)
         return None
+
+
+def _words(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def _is_one_of(message: Any, wanted: set[str], floor: datetime) -> bool:
+    if getattr(message, "status", None) in ("failed", "canceled") or _words(message.body) not in wanted:
+        return False
+    when = getattr(message, "date_sent", None) or getattr(message, "date_created", None)
+    return when is None or when >= floor
 
 
 def _classify(status: int, code: int | None, message: str | None) -> SmsError:

@@ -2,6 +2,17 @@
 
 One re-armed job instead of one job per send: 10,000 pending sends cost one
 timer, and the scheduler sleeps until it is due (no polling, no idle CPU).
+"Now" is the dispatcher's clock, the same one that decides what is due, so a
+test with its own clock drives the timer without the wall clock.
+
+The timer is re-armed after each run from APScheduler's "job executed" event,
+never from inside the run: a re-armed job that is already due (more than one
+batch due, or sends that came due during a long rate-limited run) would find
+the run still counted as running, be skipped (`max_instances=1`) and, being a
+one-shot date job, deleted, leaving every pending send without a timer.
+Once stopping, nothing re-arms: APScheduler's shutdown holds its job-store lock
+while it waits for a finishing run, and a re-arm from that run would wait for
+the lock for ever.
 """
 
 from __future__ import annotations
@@ -9,9 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -28,11 +40,13 @@ class SmsScheduler:
         self.dispatcher = dispatcher
         self.commitments = commitments  # None while nothing good is loaded: no digest then
         self._arm = threading.Lock()  # rearm runs on the main thread and on APScheduler's
+        self._stopped = False  # set under _arm: no re-arm can start after it
         self.scheduler = BackgroundScheduler(timezone=zone, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         if digest is not None:
             self.scheduler.add_job(self._digest, "cron", hour=digest.hour, minute=digest.minute,
                                    id="sms-digest", replace_existing=True)
+        self.scheduler.add_listener(self._after_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
 
     def start(self) -> None:
         recovered = self.dispatcher.recover()
@@ -44,6 +58,8 @@ class SmsScheduler:
     def rearm(self) -> None:
         """Point the one timer at the earliest pending send (now, if overdue)."""
         with self._arm:
+            if self._stopped:
+                return
             due = self.dispatcher.outbox.next_time()
             if due is None:
                 try:
@@ -51,7 +67,7 @@ class SmsScheduler:
                 except JobLookupError:
                     pass
                 return
-            run_at = max(due, datetime.now(UTC))
+            run_at = max(due, self.dispatcher.clock())
             self.scheduler.add_job(self._tick, "date", run_date=run_at, id=JOB, replace_existing=True)
 
     def next_send(self) -> datetime | None:
@@ -62,7 +78,10 @@ class SmsScheduler:
             self.dispatcher.run_due()
         except Exception:  # the timer must survive anything a send throws
             log.exception("SMS dispatch failed; will try again")
-        finally:
+
+    def _after_run(self, event: JobExecutionEvent) -> None:
+        """APScheduler calls this once a run no longer counts as running: re-arm from here."""
+        if event.job_id == JOB:
             self.rearm()
 
     def _digest(self) -> None:
@@ -79,5 +98,7 @@ class SmsScheduler:
 
     def shutdown(self) -> None:
         """Stop timers, let an in-flight send finish and be recorded; queued ones wait."""
+        with self._arm:  # a re-arm under way finishes first; none starts after this
+            self._stopped = True
         self.dispatcher.close()  # first, so a running tick stops taking new sends
         self.scheduler.shutdown(wait=True)
