@@ -191,3 +191,23 @@ def test_vtimezone_states_the_rules_once(zone: ZoneInfo, rules: list[tuple[str, 
         (vtimezone,) = cal.walk("VTIMEZONE")
         assert [(p.name, p["DTSTART"].to_ical().decode(), p["TZOFFSETFROM"].to_ical(), p["TZOFFSETTO"].to_ical(),
                  p["RRULE"].to_ical().decode()) for p in vtimezone.subcomponents] == rules
+
+
+def test_planned_sms_go_out_at_the_model_alert_times_across_dst() -> None:
+    """The outbox's send times are the model's SMS alert times (one rule), DST nights included."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from reminderd.model import AlertKind, Commitment, touches
+    from reminderd.sms.plan import planned_sends
+
+    for zone_name, start in (("America/New_York", datetime(2026, 3, 8, 3, 15)),
+                             ("Europe/Athens", datetime(2026, 3, 29, 4, 30)),
+                             ("Europe/Athens", datetime(2026, 10, 26, 10, 0))):
+        zone = ZoneInfo(zone_name)
+        c = Commitment(id="x", title="Call", start=start.replace(tzinfo=zone), duration=timedelta(minutes=15),
+                       sms=(timedelta(minutes=-30), timedelta(hours=-1), timedelta(days=-1)))
+        planned = planned_sends([c], quiet=None, zone=zone, late_grace=timedelta(minutes=30))
+        expected = sorted(a.at.astimezone(UTC) for t in touches(c) for a in t.alerts if a.kind is AlertKind.SMS)
+        assert sorted(p.due for p in planned.values()) == expected
+        assert all(p.due < c.start for p in planned.values())  # never after the call

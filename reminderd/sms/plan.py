@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ..model import Commitment, touches
-from ..timeparse import format_offset
+from ..timeparse import apply_offset, format_offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,8 @@ def quiet_adjust(due: datetime, start: datetime, window: tuple[time, time] | Non
     if end <= local_due:
         end += timedelta(days=1)
     end = end.replace(tzinfo=None).replace(tzinfo=zone)  # wall clock, then back to an instant
-    return end.astimezone(UTC) if end < start else due
+    # compared in UTC: two times of one zone compare by wall clock, wrong inside a DST fold
+    return end.astimezone(UTC) if end.astimezone(UTC) < start.astimezone(UTC) else due
 
 
 def planned_sends(commitments: Iterable[Commitment], *, quiet: tuple[time, time] | None,
@@ -74,7 +75,7 @@ def planned_sends(commitments: Iterable[Commitment], *, quiet: tuple[time, time]
                 "why": t.purpose, "bring": ", ".join(c.bring) or None,
             }
             for offset in c.sms:
-                due = (t.start + offset).astimezone(UTC)
+                due = apply_offset(t.start, offset).astimezone(UTC)  # as the alarms: days keep local time
                 send_at = quiet_adjust(due, t.start, quiet, zone)
                 key = send_key(t.key, offset, t.start)
                 found[key] = PlannedSend(key, due, send_at, send_at + late_grace,
