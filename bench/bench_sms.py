@@ -24,7 +24,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from servers import kill, start_twilio_mock
 
-from reminderd.sms.dispatch import Dispatcher, SmsSettings
+from reminderd.config import sms_config
+from reminderd.sms.dispatch import Dispatcher, Tuning
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.plan import PlannedSend
 from reminderd.sms.providers import TwilioSender
@@ -55,8 +56,8 @@ def lateness_run(mock, n: int, spread: float, workers: int) -> None:  # type: ig
     with tempfile.TemporaryDirectory() as tmp:
         db = StateDB(Path(tmp) / "state.sqlite3")
         sender = TwilioSender(SID, auth_token="token", from_="+15017122661", api_url=mock.url)
-        settings = SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=1_000_000, workers=workers)
-        dispatcher = Dispatcher(Outbox(db), sender, settings)
+        settings = sms_config(to="+306912345678", rate_per_minute=1_000_000)
+        dispatcher = Dispatcher(Outbox(db), sender, settings, ATHENS, tuning=Tuning(workers=workers))
         due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
         sends = planned(n, due, spread)
         dispatcher.outbox.reconcile(sends, datetime.now(UTC))
@@ -97,7 +98,7 @@ def idle_cpu(pending: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = StateDB(Path(tmp) / "state.sqlite3")
         sender = TwilioSender(SID, auth_token="token", from_="+15017122661", api_url="http://127.0.0.1:9")
-        dispatcher = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS))
+        dispatcher = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678"), ATHENS)
         later = datetime.now(UTC) + timedelta(days=2)
         dispatcher.outbox.reconcile(planned(pending, later, 86400), datetime.now(UTC))
         scheduler = SmsScheduler(dispatcher, ATHENS, None, lambda: ())

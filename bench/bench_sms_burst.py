@@ -37,7 +37,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from bench_sms import SID, pct, planned  # the same sends as bench_sms.py
 
-from reminderd.sms.dispatch import Dispatcher, SmsSettings
+from reminderd.config import sms_config
+from reminderd.sms.dispatch import Dispatcher
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.providers import LogSender, Sender, TwilioSender
 from reminderd.sms.scheduler import SmsScheduler
@@ -83,8 +84,8 @@ def one_run(kind: str, url: str | None, n: int, rate: int, plan_only: bool) -> d
     with tempfile.TemporaryDirectory() as tmp:
         db = StateDB(Path(tmp) / "state.sqlite3")
         sender = Timed(provider(kind, url))
-        settings = SmsSettings(to=TO, zone=ATHENS, rate_per_minute=rate)
-        dispatcher = Dispatcher(Outbox(db), sender, settings)
+        settings = sms_config(to=TO, rate_per_minute=rate)
+        dispatcher = Dispatcher(Outbox(db), sender, settings, ATHENS)
         due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
         sends = planned(n, due, 0.0)
         dispatcher.outbox.reconcile(sends, datetime.now(UTC))

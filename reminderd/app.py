@@ -34,7 +34,7 @@ def sync_once(config: Config, db: StateDB, commitments: tuple[Commitment, ...], 
         try:
             with open_calendar(config, db, serve=serve, create=not dry_run) as cal:
                 result = sync_calendar(cal, db, commitments, dry_run=dry_run, force=force,
-                                       connections=config.calendar["connections"], progress=progress)
+                                       connections=config.calendar.connections, progress=progress)
                 url = cal.url
             break
         except CalendarMissing as exc:  # only in a dry run: say what the real one would do

@@ -59,7 +59,7 @@ def cmd_agenda(args: argparse.Namespace) -> int:
     config, loaded = _load(args)
     now = args.clock()
     items, after = window(loaded.commitments, now, args.days)
-    alerts = alerts_as_planned(config.sms["quiet_hours"] if config.sms else None, get_zone(config.timezone),
+    alerts = alerts_as_planned(config.sms.quiet_hours if config.sms else None, get_zone(config.timezone),
                                config.sms is not None)
     if args.json:
         json.dump(render_json(items, now, args.days, config.timezone, alerts), sys.stdout, indent=2,
@@ -87,7 +87,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     for error in result.errors:
         print(f"error: {error}", file=sys.stderr)
     print(result.line())
-    if not config.calendar["url"]:
+    if not config.calendar.url:
         print(f"calendar: {url} (embedded; subscribe to it from a calendar app on this machine)")
     return 1 if result.errors else 0
 
@@ -100,14 +100,14 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
     from .config import find_config, load_config
     from .errors import SmsError
     from .phone import mask
-    from .sms import make_sender
+    from .sms.factory import make_sender
     from .sms.outbox import Outbox
 
     config = load_config(find_config(args.config))
     if config.sms is None:
         print("reminderd: no sms section in the config: SMS is off", file=sys.stderr)
         return 78
-    to = config.sms["to"]
+    to = config.sms.to
     if not to:
         print("reminderd: sms.to is not set", file=sys.stderr)
         return 78
@@ -158,8 +158,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     db = StateDB(path, readonly=True) if path.exists() else None
     try:
         found = gather(config.state_dir, db, _zone(config.timezone),
-                       "off" if config.sms is None else config.sms["provider"],
-                       mask(config.sms["to"]) if config.sms and config.sms["to"] else None)
+                       "off" if config.sms is None else config.sms.provider,
+                       mask(config.sms.to) if config.sms and config.sms.to else None)
     finally:
         if db is not None:
             db.close()

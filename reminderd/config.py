@@ -11,9 +11,8 @@ from __future__ import annotations
 import codecs
 import os
 import shlex
-import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,8 @@ class SecretRef:
             if problem is not None or text is None:
                 raise SecretError(f"{self.option}: {problem}") from None
             return text.strip()
+        import subprocess  # only here: loading a config never needs it
+
         try:
             argv = command_words(self.where)
             done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
@@ -234,6 +235,42 @@ class SourceSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class CalendarConfig:
+    """The `calendar:` section (SPEC rows "calendar.*"), typed."""
+
+    url: str | None  # None: the embedded server
+    username: str | None
+    password: SecretRef | None
+    name: str
+    verify_tls: bool
+    listen: str
+    sync_interval: timedelta
+    connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class SmsConfig:
+    """The `sms:` section (SPEC rows "sms.*"), typed; the one SMS settings type."""
+
+    provider: str
+    account_sid: SecretRef | None
+    auth_token: SecretRef | None
+    api_key_sid: str | None
+    api_key_secret: SecretRef | None
+    sender: str | None  # `from:` in the file
+    messaging_service_sid: str | None
+    to: str | None
+    api_url: str
+    quiet_hours: tuple[time, time] | None
+    late_grace: timedelta
+    digest: time | None
+    max_segments: int
+    template: str | None
+    rate_per_minute: int
+    timeout: timedelta
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     timezone: str
@@ -241,9 +278,8 @@ class Config:
     sources: tuple[SourceSpec, ...]
     defaults: Defaults
     state_dir: Path
-    calendar: dict[str, Any]
-    sms: dict[str, Any] | None  # None: SMS off
-    problems: tuple[Problem, ...] = field(default=())
+    calendar: CalendarConfig
+    sms: SmsConfig | None  # None: SMS off
 
 
 def find_config(explicit: str | None) -> Path:
@@ -299,9 +335,9 @@ def load_config(path: Path) -> Config:
     ctx.phone_region = top["phone_region"]
     defaults = ctx.defaults_from(root.get("defaults"), Defaults())
     sources = _sources(root.get("commitments"), base_dir, ctx, root.line)
-    sms = values["sms"] if "sms" in present else None
-    if sms is not None:
-        _check_sms(sms, root.get("sms"), root.items["sms"][0], ctx)  # type: ignore[arg-type]
+    sms_values = values["sms"] if "sms" in present else None
+    if sms_values is not None:
+        _check_sms(sms_values, root.get("sms"), root.items["sms"][0], ctx)  # type: ignore[arg-type]
     calendar = values["calendar"]
     cal_node = root.get("calendar")
     if not calendar["url"] and isinstance(cal_node, Map) and "listen" in cal_node.items:
@@ -319,9 +355,23 @@ def load_config(path: Path) -> Config:
         sources=tuple(sources),
         defaults=defaults,
         state_dir=_state_dir(top["state_dir"], base_dir),
-        calendar=values["calendar"],
-        sms=sms,
+        calendar=CalendarConfig(**_fields("calendar", calendar)),
+        sms=SmsConfig(**_fields("sms", sms_values)) if sms_values is not None else None,
     )
+
+
+FIELD_NAMES = {("sms", "from"): "sender"}  # option names that are Python keywords
+
+
+def _fields(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A section's parsed values keyed by the typed object's field names."""
+    return {FIELD_NAMES.get((section, name), name): value for name, value in values.items()}
+
+
+def sms_config(**overrides: Any) -> SmsConfig:
+    """SPEC's defaults for `sms:`, with `overrides` (for tools and tests that have no file)."""
+    values = _section(Map({}, 1), "sms", FileContext("<defaults>", "UTC"), Path("."))
+    return replace(SmsConfig(**_fields("sms", values)), **overrides)
 
 
 def _section(node: Map, section: str, ctx: FileContext, base: Path) -> dict[str, Any]:

@@ -116,7 +116,7 @@ class Daemon:
 
     def _main_loop(self, config: Config) -> None:
         ping = watchdog_interval()
-        resync = config.calendar["sync_interval"].total_seconds()
+        resync = config.calendar.sync_interval.total_seconds()
         next_resync = time.monotonic() + resync
         periodic = 0
         while not self.stopping.is_set():
@@ -143,7 +143,7 @@ class Daemon:
                     self._full_check = True  # list everything once in a while: catches any drift
                 self.sync_wanted.set()
                 assert self.current is not None
-                next_resync = time.monotonic() + self.current.config.calendar["sync_interval"].total_seconds()
+                next_resync = time.monotonic() + self.current.config.calendar.sync_interval.total_seconds()
 
     def _shutdown(self, worker: threading.Thread) -> None:
         """Bounded, and never hides why we stop: each step runs even if one before failed.
@@ -259,8 +259,8 @@ class Daemon:
         if commitments is None:
             return
         old = self.current.config
-        if (config.calendar["url"], config.calendar["listen"], config.state_dir) != \
-                (old.calendar["url"], old.calendar["listen"], old.state_dir):
+        if (config.calendar.url, config.calendar.listen, config.state_dir) != \
+                (old.calendar.url, old.calendar.listen, old.state_dir):
             log.warning("calendar.url, calendar.listen and state_dir take effect at the next restart")
             config = _keep_runtime(config, old)
         if config.sms != old.sms or config.timezone != old.timezone:
@@ -289,12 +289,12 @@ class Daemon:
     # -- calendar
 
     def _start_calendar(self, config: Config) -> None:
-        if config.calendar["url"]:
+        if config.calendar.url:
             return
         from .calendar import embedded_server, port_taken
         from .calendar.embedded import port_in_use
 
-        secret = config.calendar["password"]
+        secret = config.calendar.password
         server = embedded_server(config, secret.resolve() if secret else None)
         if port_in_use(server.host, server.port):  # never hand our password and data to a squatter
             raise port_taken(server)
@@ -358,12 +358,12 @@ class Daemon:
 
     def _make_scheduler(self, config: Config) -> Any:
         """A scheduler for these SMS settings, not started; raises (secrets, ...) before any change."""
-        from .sms import make_dispatcher
+        from .sms.factory import make_dispatcher
         from .sms.scheduler import SmsScheduler
 
         assert config.sms is not None
         dispatcher = make_dispatcher(config, self.db, clock=self.clock)
-        return SmsScheduler(dispatcher, get_zone(config.timezone), config.sms["digest"],
+        return SmsScheduler(dispatcher, get_zone(config.timezone), config.sms.digest,
                             lambda: self.current.commitments if self.current else None)
 
     def _start_sms(self, config: Config, scheduler: Any = None) -> None:
@@ -453,7 +453,7 @@ def _existing_parent(path: Path) -> Path:
 
 def _keep_runtime(new: Config, old: Config) -> Config:
     """The new config with the settings that need a restart kept as they run now."""
-    calendar = dict(new.calendar, url=old.calendar["url"], listen=old.calendar["listen"])
+    calendar = replace(new.calendar, url=old.calendar.url, listen=old.calendar.listen)
     return replace(new, calendar=calendar, state_dir=old.state_dir)
 
 

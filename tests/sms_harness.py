@@ -25,7 +25,7 @@ from pathlib import Path
 
 from reminderd.app import state_db
 from reminderd.config import load_config
-from reminderd.sms import make_dispatcher
+from reminderd.sms.factory import make_dispatcher
 from reminderd.sms.providers import TwilioSender
 from reminderd.sources import load_sources
 
@@ -43,7 +43,7 @@ def run(config_path: Path) -> None:
     db = state_db(config)
     dispatcher = make_dispatcher(config, db)
     # the mock lists a message within milliseconds: no need for the default 20 s before a look-up
-    dispatcher.s = replace(dispatcher.s, lookup_delay=LOOKUP_DELAY)
+    dispatcher.tuning = replace(dispatcher.tuning, lookup_delay=LOOKUP_DELAY)
     say("ready")  # the crash test times its kill from here
     say(f"recovered {dispatcher.recover()}")
     dispatcher.replan(loaded.commitments)

@@ -55,7 +55,8 @@ def test_a_relative_secret_file_does_not_follow_the_working_directory(
     monkeypatch.chdir(tmp_path / "elsewhere")  # as a daemon that changed its directory
     sms = config.sms
     assert sms is not None
-    assert sms["account_sid"].resolve() == "AC0123" and sms["auth_token"].resolve() == "t0ken"
+    assert sms is not None and sms.account_sid is not None and sms.auth_token is not None
+    assert sms.account_sid.resolve() == "AC0123" and sms.auth_token.resolve() == "t0ken"
 
 
 def test_a_command_with_an_unclosed_quote_is_a_config_error(tmp_path: Path,

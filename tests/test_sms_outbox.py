@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reminderd.clock import system_clock
+from reminderd.config import sms_config
 from reminderd.errors import SmsError
 from reminderd.model import Commitment, Contact, Status
 from reminderd.sms.dispatch import (
@@ -23,7 +24,7 @@ from reminderd.sms.dispatch import (
     LOST_STATE_NOTE,
     Dispatcher,
     RateLimiter,
-    SmsSettings,
+    Tuning,
 )
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.providers import Ambiguous
@@ -72,7 +73,7 @@ def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
     db = StateDB(tmp_path / "state.sqlite3")
     clock = Clock(START - timedelta(hours=2))
     sender = Scripted()
-    d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=6000), clock)
+    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=6000), ATHENS, clock)
     yield d, clock, sender
     d.close()
     db.close()
@@ -150,7 +151,7 @@ def test_provider_down_until_useless_gives_up(rig) -> None:  # type: ignore[no-u
 
 def test_ambiguous_send_is_looked_up_then_repeated_at_most_once(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
-    d.s = replace(d.s, lookup_delay=timedelta(seconds=20))
+    d.tuning = replace(d.tuning, lookup_delay=timedelta(seconds=20))
     d.replan([commitment(), commitment(id="b")])
     clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     sender.script = [Ambiguous("read timeout"), Ambiguous("read timeout")]
@@ -167,7 +168,7 @@ def test_ambiguous_send_is_looked_up_then_repeated_at_most_once(rig) -> None:  #
 
 def test_a_found_message_is_not_sent_again_and_a_failed_look_up_waits(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
-    d.s = replace(d.s, lookup_delay=timedelta(seconds=20))
+    d.tuning = replace(d.tuning, lookup_delay=timedelta(seconds=20))
     d.replan([commitment()])
     clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     sender.script = [Ambiguous("read timeout")]
@@ -193,7 +194,7 @@ def test_recovery_after_a_crash_asks_the_provider(rig) -> None:  # type: ignore[
     sender.found = "SMfound"
     assert d.recover() == 2
     assert d.run_due() == []  # the interrupted requests get lookup_delay to show in the provider's list
-    clock.now += d.s.lookup_delay
+    clock.now += d.tuning.lookup_delay
     assert d.run_due() == ["sent", "sent"]
     assert {r.sid for r in d.outbox.recent()} == {"SMfound"} and sender.sent == []
 
@@ -226,8 +227,7 @@ def test_stopping_leaves_queued_sends_pending_never_half_sent(tmp_path: Path) ->
     db = StateDB(tmp_path / "slow.sqlite3")
     clock = Clock(START - timedelta(hours=2))
     sender = Scripted()
-    d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=60,
-                                                    workers=2), clock)
+    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=60), ATHENS, clock, tuning=Tuning(workers=2))
     d.replan([commitment(id=f"c{i}") for i in range(20)])
     clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     worker = threading.Thread(target=d.run_due)
@@ -248,8 +248,7 @@ def lost_state_rig(tmp_path: Path, began: datetime) -> tuple[Dispatcher, Clock, 
     db = StateDB(tmp_path / "new-state.sqlite3")
     clock = Clock(began)
     sender = Scripted()
-    return Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=6000),
-                      clock), clock, sender
+    return Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=6000), ATHENS, clock), clock, sender
 
 
 def test_a_lost_state_asks_the_provider_before_sending_late(tmp_path: Path) -> None:
@@ -290,7 +289,7 @@ def test_a_send_due_as_the_state_begins_is_not_looked_up(tmp_path: Path) -> None
 
 def test_a_failed_look_up_asks_again_then_sends_before_it_is_too_late(tmp_path: Path) -> None:
     d, clock, sender = lost_state_rig(tmp_path, START - timedelta(minutes=10))
-    d.s = replace(d.s, lookup_delay=timedelta(seconds=20))
+    d.tuning = replace(d.tuning, lookup_delay=timedelta(seconds=20))
 
     def no_answer(*_: object) -> str | None:
         raise Ambiguous("look-up timed out")
@@ -310,8 +309,7 @@ def test_a_long_rate_limit_wait_makes_a_send_late_or_missed_not_silently_stale(t
     db = StateDB(tmp_path / "state.sqlite3")
     clock = Clock(START - timedelta(hours=1))
     sender = Scripted()
-    d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=1, workers=1,
-                                                    late_grace=timedelta(seconds=200)), clock)
+    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=1, late_grace=timedelta(seconds=200)), ATHENS, clock, tuning=Tuning(workers=1))
 
     def wait(seconds: float) -> None:  # the limiter's sleep moves our clock instead
         clock.now += timedelta(seconds=seconds)
@@ -365,8 +363,7 @@ def test_the_timer_keeps_going_when_more_than_one_batch_is_due(tmp_path: Path) -
 
     db = StateDB(tmp_path / "state.sqlite3")
     sender = Scripted()
-    d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=60_000,
-                                                    batch=10), system_clock)
+    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=60_000), ATHENS, system_clock, tuning=Tuning(batch=10))
     start = system_clock() + timedelta(minutes=30)  # relative to now: the timer runs on the wall clock
     d.replan([commitment(id=f"c{i}", title=f"Call {i}", start=start) for i in range(25)])
     scheduler = SmsScheduler(d, ATHENS, None, lambda: ())
@@ -398,8 +395,7 @@ def test_stopping_while_a_run_finishes_does_not_hang(tmp_path: Path) -> None:
 
     db = StateDB(tmp_path / "state.sqlite3")
     sender = Slow()
-    d = Dispatcher(Outbox(db), sender, SmsSettings(to="+306912345678", zone=ATHENS, rate_per_minute=60_000,
-                                                    workers=1), system_clock)
+    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=60_000), ATHENS, system_clock, tuning=Tuning(workers=1))
     start = system_clock() + timedelta(minutes=30)
     d.replan([commitment(id=f"c{i}", title=f"Call {i}", start=start) for i in range(3)])
     scheduler = SmsScheduler(d, ATHENS, None, lambda: ())

@@ -29,8 +29,8 @@ from servers import ROOT, TwilioMock
 from reminderd.app import state_db
 from reminderd.cli import main
 from reminderd.config import load_config
-from reminderd.sms import make_dispatcher
 from reminderd.sms.dispatch import LOOKUP_MARGIN, LOST_STATE_NOTE
+from reminderd.sms.factory import make_dispatcher
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.providers import TwilioSender
 from reminderd.sources import load_sources
@@ -146,7 +146,7 @@ def test_fault_proxy(mock: TwilioMock, tmp_path: Path, fault: str) -> None:
         cfg = load_config(config)
         db = state_db(cfg)
         d = make_dispatcher(cfg, db)
-        d.s = replace(d.s, lookup_delay=timedelta(seconds=1))
+        d.tuning = replace(d.tuning, lookup_delay=timedelta(seconds=1))
         try:
             d.replan(load_sources(cfg).commitments)
             outcomes = d.run_due()
@@ -179,7 +179,7 @@ def test_a_lost_reply_is_found_by_the_look_up_and_not_sent_again(mock: TwilioMoc
         cfg = load_config(config)
         db = state_db(cfg)
         d = make_dispatcher(cfg, db)
-        d.s = replace(d.s, lookup_delay=timedelta(seconds=1))
+        d.tuning = replace(d.tuning, lookup_delay=timedelta(seconds=1))
         try:
             d.replan(load_sources(cfg).commitments)
             outcomes = d.run_due()

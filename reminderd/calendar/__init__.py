@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def embedded_server(config: Config, password: str | None) -> EmbeddedServer:
     """The embedded server this config describes (not started): address, storage, auth."""
     cal = config.calendar
-    return EmbeddedServer(cal["listen"], config.state_dir / "calendar", cal["username"], password)
+    return EmbeddedServer(cal.listen, config.state_dir / "calendar", cal.username, password)
 
 
 @contextmanager
@@ -37,11 +37,11 @@ def open_calendar(config: Config, db: StateDB, *, serve: bool = True,
     (a running daemon serves it).
     """
     cal = config.calendar
-    secret = cal["password"]
+    secret = cal.password
     password = secret.resolve() if secret is not None else None
-    username = cal["username"]
+    username = cal.username
     server: EmbeddedServer | None = None
-    url = cal["url"]
+    url = cal.url
     if not url:
         server = embedded_server(config, password)
         username, url = server.username, server.url
@@ -58,9 +58,9 @@ def open_calendar(config: Config, db: StateDB, *, serve: bool = True,
         key = _cache_key(config, url, username)
         found = db.get(key)
         if not found:
-            found = discover(url, username, password, cal["name"], cal["verify_tls"], create)
+            found = discover(url, username, password, cal.name, cal.verify_tls, create)
             db.set(key, found)
-        yield DavCalendar(found, username, password, cal["verify_tls"], cal["connections"])
+        yield DavCalendar(found, username, password, cal.verify_tls, cal.connections)
     finally:
         if server is not None:
             server.stop()
@@ -75,7 +75,7 @@ def port_taken(server: EmbeddedServer) -> PortTaken:
 
 
 def _cache_key(config: Config, url: str, username: str | None) -> str:
-    return f"calendar-url:{url}|{config.calendar['name']}|{username or ''}"
+    return f"calendar-url:{url}|{config.calendar.name}|{username or ''}"
 
 
 def forget_calendar(db: StateDB) -> None:

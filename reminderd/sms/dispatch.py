@@ -14,27 +14,30 @@ today's time or a dated one) within a short window after its time.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time as _time
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from ..clock import Clock, system_clock
 from ..errors import SmsError
 from ..model import Commitment, upcoming
 from ..phone import mask
+from ..retry import backoff
 from .outbox import Outbox, Row
 from .plan import planned_sends
 from .providers import Ambiguous, Sender
 from .text import DEFAULT_TEMPLATE, Parts, clock_label, compose
 
+if TYPE_CHECKING:
+    from ..config import SmsConfig
+
 log = logging.getLogger(__name__)
 LATE_AFTER = timedelta(minutes=2)  # later than this past its time, a backup says it is late
-MAX_BACKOFF = 300.0
 LOOKUP_MARGIN = timedelta(minutes=2)
 """A look-up asks for messages since this long before the send could have left: the
 provider's clock and ours may differ a little. Kept short, because two offsets of one
@@ -47,17 +50,15 @@ LOST_STATE_NOTE = "confirmed by look-up; the state had lost it"
 
 
 @dataclass(frozen=True, slots=True)
-class SmsSettings:
-    to: str
-    zone: ZoneInfo
-    quiet: tuple | None = None  # type: ignore[type-arg]
-    late_grace: timedelta = timedelta(minutes=30)
-    template: str = DEFAULT_TEMPLATE
-    max_segments: int = 2
-    rate_per_minute: int = 60
+class Tuning:
+    """How the dispatcher works, not what the user configures (that is `SmsConfig`)."""
+
     workers: int = 8
     batch: int = 1000  # sends taken per run: a burst of any size costs bounded memory
     lookup_delay: timedelta = timedelta(seconds=20)  # let a just-accepted message show in the list
+
+
+DEFAULT_TUNING = Tuning()
 
 
 class RateLimiter:
@@ -81,14 +82,18 @@ class RateLimiter:
 
 
 class Dispatcher:
-    def __init__(self, outbox: Outbox, sender: Sender, settings: SmsSettings,
-                 clock: Clock = system_clock) -> None:
+    def __init__(self, outbox: Outbox, sender: Sender, sms: SmsConfig, zone: ZoneInfo,
+                 clock: Clock = system_clock, tuning: Tuning = DEFAULT_TUNING) -> None:
         self.outbox = outbox
         self.sender = sender
-        self.s = settings
+        self.sms = sms
+        self.to = sms.to or ""
+        self.zone = zone
+        self.template = sms.template or DEFAULT_TEMPLATE
+        self.tuning = tuning
         self.clock = clock
-        self.limiter = RateLimiter(settings.rate_per_minute)
-        self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="sms")
+        self.limiter = RateLimiter(sms.rate_per_minute)
+        self.pool = ThreadPoolExecutor(max_workers=tuning.workers, thread_name_prefix="sms")
         self.stopping = threading.Event()
         self.state_since = outbox.since(clock())  # sends due before it may have gone out already
 
@@ -100,7 +105,7 @@ class Dispatcher:
     # -- planning
 
     def replan(self, commitments: Iterable[Commitment], now: datetime | None = None) -> dict[str, int]:
-        planned = planned_sends(commitments, quiet=self.s.quiet, zone=self.s.zone, late_grace=self.s.late_grace)
+        planned = planned_sends(commitments, quiet=self.sms.quiet_hours, zone=self.zone, late_grace=self.sms.late_grace)
         counts = self.outbox.reconcile(planned, now or self.clock())
         if any(counts.values()):
             log.info("SMS schedule: %s", ", ".join(f"{v} {k}" for k, v in counts.items() if v))
@@ -111,7 +116,7 @@ class Dispatcher:
     def run_due(self, now: datetime | None = None) -> list[str]:
         """Send everything due at `now` in parallel; returns each row's outcome."""
         now = now or self.clock()
-        rows = self.outbox.due(now, self.s.batch)
+        rows = self.outbox.due(now, self.tuning.batch)
         try:
             return list(self.pool.map(lambda r: self.deliver(r), rows))
         except (RuntimeError, CancelledError):  # the pool is shutting down: the rest waits
@@ -143,17 +148,17 @@ class Dispatcher:
             return "taken"
         try:
             validity = int((max(row.deadline, _start(row)) - self.clock()).total_seconds())
-            sid = self.sender.send(self.s.to, body, validity if validity > 0 else 60)
+            sid = self.sender.send(self.to, body, validity if validity > 0 else 60)
         except SmsError as exc:
             return self._failure(row, exc)
         except Exception as exc:  # Ambiguous, or anything else once the request may have left
-            when = self.clock() + self.s.lookup_delay
+            when = self.clock() + self.tuning.lookup_delay
             self.outbox.ambiguous_retry(row.key, self.clock(), f"outcome unknown: {exc}", when)
             log.warning("SMS %s: %s; asking the provider at %s before sending again", row.key, exc,
-                        when.astimezone(self.s.zone).strftime("%H:%M:%S"))
+                        when.astimezone(self.zone).strftime("%H:%M:%S"))
             return "ambiguous"
         self.outbox.sent(row.key, sid, self.clock())
-        log.info("SMS %s sent to %s (%s)", row.key, mask(self.s.to), sid)
+        log.info("SMS %s sent to %s (%s)", row.key, mask(self.to), sid)
         return "sent"
 
     def _missed(self, row: Row, now: datetime) -> str:
@@ -170,10 +175,10 @@ class Dispatcher:
     def _look_up_lost(self, row: Row, now: datetime) -> str | None:
         """Ask the provider for a send the state may have lost; None means: send it now."""
         try:
-            sid = self.sender.find_sent(self.s.to, self.wordings(row), row.send_at - LOOKUP_MARGIN)
+            sid = self.sender.find_sent(self.to, self.wordings(row), row.send_at - LOOKUP_MARGIN)
         except Ambiguous as exc:
-            if now + self.s.lookup_delay < row.deadline:
-                self.outbox.retry_at(row.key, now + self.s.lookup_delay, f"look-up failed: {exc}", now)
+            if now + self.tuning.lookup_delay < row.deadline:
+                self.outbox.retry_at(row.key, now + self.tuning.lookup_delay, f"look-up failed: {exc}", now)
                 return "lookup-later"
             # no time left to ask again: one copy more is better than none (at most two in all)
             log.warning("SMS %s: the provider could not be asked (%s); sending it", row.key, exc)
@@ -187,11 +192,11 @@ class Dispatcher:
     def _look_up(self, row: Row, now: datetime) -> str | None:
         """Resolve a send whose outcome is unknown; None means: send (again) now."""
         try:
-            sid = self.sender.find_sent(self.s.to, row.body or "", (row.started_at or now) - LOOKUP_MARGIN)
+            sid = self.sender.find_sent(self.to, row.body or "", (row.started_at or now) - LOOKUP_MARGIN)
         except Ambiguous as exc:  # no answer is not "not sent": ask again later
             if now > row.deadline:
                 return self._unconfirmed(row, now, f"the provider could not be asked ({exc})")
-            self.outbox.retry_at(row.key, now + self.s.lookup_delay, f"look-up failed: {exc}", now)
+            self.outbox.retry_at(row.key, now + self.tuning.lookup_delay, f"look-up failed: {exc}", now)
             return "lookup-later"
         if sid:
             self.outbox.sent(row.key, sid, now, note="confirmed by look-up after an interrupted send")
@@ -233,15 +238,15 @@ class Dispatcher:
                       phone=f" {p['phone']}" if p.get("phone") else "",
                       why=f" Why: {p['why']}." if p.get("why") else "",
                       bring=f" Bring: {p['bring']}." if p.get("bring") else "")
-        return compose(parts, self.s.template, self.s.max_segments)
+        return compose(parts, self.template, self.sms.max_segments)
 
     def _failure(self, row: Row, exc: SmsError) -> str:
         now = self.clock()
         if exc.permanent:
             self.outbox.failed(row.key, str(exc), now)
-            log.error("SMS %s to %s failed for good: %s", row.key, mask(self.s.to), exc)
+            log.error("SMS %s to %s failed for good: %s", row.key, mask(self.to), exc)
             return "failed"
-        delay = min(MAX_BACKOFF, 2.0 * 2 ** max(0, row.attempts)) * random.uniform(0.5, 1.5)
+        delay = backoff(row.attempts, base=2.0, jitter=0.5)
         when = now + timedelta(seconds=delay)
         if when > row.deadline:
             self.outbox.failed(row.key, f"gave up after {row.attempts + 1} tries: {exc}", now)
@@ -258,7 +263,7 @@ class Dispatcher:
         rows = self.outbox.in_flight()
         now = self.clock()
         for row in rows:
-            when = max(now, (row.started_at or now) + self.s.lookup_delay)
+            when = max(now, (row.started_at or now) + self.tuning.lookup_delay)
             self.outbox.ambiguous_retry(row.key, now, "interrupted by a restart", when)
         return len(rows)
 
@@ -267,21 +272,21 @@ class Dispatcher:
     def digest(self, commitments: Iterable[Commitment], now: datetime | None = None) -> str | None:
         """Queue today's agenda SMS (once per day) and return its text."""
         now = now or self.clock()
-        local = now.astimezone(self.s.zone)
+        local = now.astimezone(self.zone)
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         today = upcoming(list(commitments), now, (day_start + timedelta(days=1)).astimezone(UTC))
         missed = self.outbox.missed_since(now - timedelta(days=1))
         lines = [f"Today {local.strftime('%a %d %b')}: {len(today) or 'no'} follow-up{'s' if len(today) != 1 else ''}."]
         for t in today:
             who = t.commitment.contact.label()
-            lines.append(f"{t.start.astimezone(self.s.zone).strftime('%H:%M')} {t.commitment.title}"
+            lines.append(f"{t.start.astimezone(self.zone).strftime('%H:%M')} {t.commitment.title}"
                          + (f" ({who})" if who else ""))
         if missed:
             lines.append("Missed backups: " + "; ".join(
-                f"{r.payload.get('title')} {_start(r).astimezone(self.s.zone).strftime('%a %H:%M')}" for r in missed))
-        text = _fit_lines(lines, self.s.max_segments)
+                f"{r.payload.get('title')} {_start(r).astimezone(self.zone).strftime('%a %H:%M')}" for r in missed))
+        text = _fit_lines(lines, self.sms.max_segments)
         key = f"digest@{local.date().isoformat()}"
-        if self.outbox.add(key, "digest", now, now + self.s.late_grace, {"text": text}, now):
+        if self.outbox.add(key, "digest", now, now + self.sms.late_grace, {"text": text}, now):
             return text
         return None
 
