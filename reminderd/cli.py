@@ -93,15 +93,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_test_sms(args: argparse.Namespace) -> int:
-    """One SMS through the outbox: its claim is a row lock, so a running daemon never sends it too."""
+    """One SMS through the outbox's claim/send/record path, so a running daemon never
+    sends it too and a crash mid-send is looked up like any other."""
     import uuid
 
     from .app import state_db
     from .config import find_config, load_config
     from .errors import SmsError
     from .phone import mask
-    from .sms.factory import make_sender
-    from .sms.outbox import Outbox
+    from .sms.factory import make_dispatcher
 
     config = load_config(find_config(args.config))
     if config.sms is None:
@@ -111,32 +111,28 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
     if not to:
         print("reminderd: sms.to is not set", file=sys.stderr)
         return 78
-    sender = make_sender(config)
     now = args.clock()
-    zone = _zone(config.timezone)
-    body = f"reminderd test SMS, {now.astimezone(zone).strftime('%H:%M')}: your follow-up backups reach this phone."
+    body = (f"reminderd test SMS, {now.astimezone(_zone(config.timezone)).strftime('%H:%M')}: "
+            "your follow-up backups reach this phone.")
     db = state_db(config)
+    dispatcher = make_dispatcher(config, db, clock=args.clock)
     try:
-        outbox = Outbox(db)
         key = f"test@{now.isoformat(timespec='microseconds')}@{uuid.uuid4().hex[:8]}"  # one row per call
-        outbox.add(key, "test", now, now, {"text": body}, now)
-        if not outbox.claim(key, body, now):  # a running daemon took it first: it sends it
-            print(f"the running daemon sends the test SMS to {mask(to)}")
-            return 0
-        try:
-            sid = sender.send(to, body, 600)
-        except SmsError as exc:
-            outbox.failed(key, str(exc), args.clock())
-            print(f"reminderd: test SMS to {mask(to)} failed: {exc}", file=sys.stderr)
-            return 1
-        except ReminderdError as exc:  # Ambiguous: no answer, it may still arrive
-            outbox.unconfirmed(key, str(exc), args.clock())
-            print(f"reminderd: test SMS to {mask(to)}: {exc}; it may still arrive", file=sys.stderr)
-            return 1
-        outbox.sent(key, sid, args.clock())
+        outcome = dispatcher.send_now(key, "test", body)
     finally:
+        dispatcher.close()
         db.close()
-    print(f"sent a test SMS to {mask(to)} via {sender.name} ({sid})")
+    if outcome == "taken":  # a running daemon claimed it first: it sends it
+        print(f"the running daemon sends the test SMS to {mask(to)}")
+        return 0
+    if isinstance(outcome, SmsError):
+        print(f"reminderd: test SMS to {mask(to)} failed: {outcome}", file=sys.stderr)
+        return 1
+    if outcome == "ambiguous":
+        print(f"reminderd: test SMS to {mask(to)}: no answer from the provider; it may still "
+              "arrive (the daemon looks it up before any repeat)", file=sys.stderr)
+        return 1
+    print(f"sent a test SMS to {mask(to)} via {dispatcher.sender.name} ({dispatcher.last_sid})")
     return 0
 
 
@@ -151,7 +147,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .config import find_config, load_config
     from .phone import mask
     from .status import gather, render_json, render_text
-    from .sync.state import StateDB
+    from .store.sqlite import StateDB
 
     config = load_config(find_config(args.config))
     path = config.state_dir / "state.sqlite3"

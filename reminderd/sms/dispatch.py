@@ -95,6 +95,7 @@ class Dispatcher:
         self.limiter = RateLimiter(sms.rate_per_minute)
         self.pool = ThreadPoolExecutor(max_workers=tuning.workers, thread_name_prefix="sms")
         self.stopping = threading.Event()
+        self.last_sid: str | None = None  # the provider's id of the last send, for `test-sms`
         self.state_since = outbox.since(clock())  # sends due before it may have gone out already
 
     def close(self) -> None:
@@ -144,22 +145,44 @@ class Dispatcher:
         if now > row.deadline:
             return self._missed(row, now)
         body = self.body(row, late=now - row.send_at > LATE_AFTER)
-        if not self.outbox.claim(row.key, body, now):
+        validity = int((max(row.deadline, _start(row)) - now).total_seconds())
+        result = self.attempt(row.key, body, validity if validity > 0 else 60)
+        return self._failure(row, result) if isinstance(result, SmsError) else result
+
+    def attempt(self, key: str, body: str, validity: int) -> str | SmsError:
+        """The one claim -> send -> record path, for backups, digests and `test-sms` alike.
+
+        The claim is committed before the request leaves and `sent` after the answer,
+        so a crash in between leaves a row that is looked up before any repeat.
+        Returns "taken" (someone else claimed it), "sent", "ambiguous" (no answer: it
+        will be looked up), or the provider's SmsError for the caller's retry policy.
+        """
+        if not self.outbox.claim(key, body, self.clock()):
             return "taken"
         try:
-            validity = int((max(row.deadline, _start(row)) - self.clock()).total_seconds())
-            sid = self.sender.send(self.to, body, validity if validity > 0 else 60)
+            sid = self.sender.send(self.to, body, validity)
         except SmsError as exc:
-            return self._failure(row, exc)
+            return exc
         except Exception as exc:  # Ambiguous, or anything else once the request may have left
             when = self.clock() + self.tuning.lookup_delay
-            self.outbox.ambiguous_retry(row.key, self.clock(), f"outcome unknown: {exc}", when)
-            log.warning("SMS %s: %s; asking the provider at %s before sending again", row.key, exc,
+            self.outbox.ambiguous_retry(key, self.clock(), f"outcome unknown: {exc}", when)
+            log.warning("SMS %s: %s; asking the provider at %s before sending again", key, exc,
                         when.astimezone(self.zone).strftime("%H:%M:%S"))
             return "ambiguous"
-        self.outbox.sent(row.key, sid, self.clock())
-        log.info("SMS %s sent to %s (%s)", row.key, mask(self.to), sid)
+        self.outbox.sent(key, sid, self.clock())
+        log.info("SMS %s sent to %s (%s)", key, mask(self.to), sid)
+        self.last_sid = sid
         return "sent"
+
+    def send_now(self, key: str, kind: str, text: str) -> str | SmsError:
+        """One SMS right now (`test-sms`): queued, then sent through `attempt`; a provider
+        error is recorded as final (nobody waits for a retry of a test)."""
+        now = self.clock()
+        self.outbox.add(key, kind, now, now + timedelta(minutes=10), {"text": text}, now)
+        outcome = self.attempt(key, text, 600)
+        if isinstance(outcome, SmsError):
+            self.outbox.failed(key, str(outcome), self.clock())
+        return outcome
 
     def _missed(self, row: Row, now: datetime) -> str:
         reason = f"missed: {int((now - row.send_at).total_seconds() // 60)} min late, over late_grace"
