@@ -30,7 +30,7 @@ from reminderd.sms.outbox import Outbox
 from reminderd.sms.plan import PlannedSend
 from reminderd.sms.providers import TwilioSender
 from reminderd.sms.scheduler import SmsScheduler
-from reminderd.sync.state import StateDB
+from reminderd.store.sqlite import StateDB
 
 SID = "AC" + "0123456789abcdef" * 2
 ATHENS = ZoneInfo("Europe/Athens")

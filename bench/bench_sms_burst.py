@@ -42,7 +42,7 @@ from reminderd.sms.dispatch import Dispatcher
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.providers import LogSender, Sender, TwilioSender
 from reminderd.sms.scheduler import SmsScheduler
-from reminderd.sync.state import StateDB
+from reminderd.store.sqlite import StateDB
 
 ATHENS = ZoneInfo("Europe/Athens")
 TO = "+306912345678"

@@ -44,8 +44,8 @@ from servers import RecordingProxy, kill, start_radicale
 from reminderd.calendar.dav import DavCalendar
 from reminderd.ical import href_name, render, uid_for
 from reminderd.model import Commitment, Contact, touches
+from reminderd.store.sqlite import StateDB
 from reminderd.sync.engine import SyncResult, sync_calendar
-from reminderd.sync.state import StateDB
 
 ZONE = ZoneInfo("Europe/Athens")
 ALARMS = (timedelta(days=-1), timedelta(hours=-1), timedelta(minutes=-10))

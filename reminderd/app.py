@@ -12,8 +12,9 @@ from .clock import Clock, system_clock
 from .config import Config
 from .ical import wants_event
 from .model import Commitment, touches
+from .store.keys import META_LAST_SYNC
+from .store.sqlite import StateDB
 from .sync.engine import SyncResult, sync_calendar
-from .sync.state import META_LAST_SYNC, StateDB
 
 log = logging.getLogger(__name__)
 

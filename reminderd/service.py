@@ -42,7 +42,7 @@ from .retry import backoff
 from .sms.providers import mask_numbers
 from .sources import FileCache, load_sources
 from .statelock import DaemonLock, sync_lock
-from .sync.state import META_DAEMON, clear_error, forget_sync_markers, record_error
+from .store.keys import META_DAEMON, clear_error, forget_sync_markers, record_error
 from .timeparse import get_zone
 
 log = logging.getLogger(__name__)

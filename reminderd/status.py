@@ -13,7 +13,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .statelock import daemon_pid
-from .sync.state import META_DAEMON, META_LAST_SYNC, StateDB, current_errors
+from .store.keys import META_DAEMON, META_LAST_SYNC, current_errors
+from .store.sqlite import StateDB
 
 JSON_VERSION = 1
 

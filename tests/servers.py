@@ -170,7 +170,7 @@ def relay(handler: BaseHTTPRequestHandler, status: int, reason: str, headers: li
 
 def stored_calendar_url(state_db: Path) -> str:
     """The calendar URL reminderd discovered and remembered in its state."""
-    from reminderd.sync.state import StateDB
+    from reminderd.store.sqlite import StateDB
 
     db = StateDB(state_db)
     try:

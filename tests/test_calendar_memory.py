@@ -20,8 +20,8 @@ from reminderd.calendar.memory import MemoryCalendar, foreign_event
 from reminderd.calendar.protocol import InvalidSyncToken, PreconditionFailed, RequestFailed
 from reminderd.errors import AuthFailed, ServerUnreachable
 from reminderd.model import Commitment
+from reminderd.store.sqlite import StateDB
 from reminderd.sync.engine import sync_calendar
-from reminderd.sync.state import StateDB
 
 EVENT = foreign_event("a@example.com", "A")
 OTHER = foreign_event("a@example.com", "A, edited")

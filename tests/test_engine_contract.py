@@ -35,9 +35,10 @@ from reminderd.calendar.memory import MemoryCalendar, Request, foreign_event
 from reminderd.calendar.protocol import CalendarStore
 from reminderd.errors import MassDeleteRefused
 from reminderd.model import Commitment, Contact, FollowUp
+from reminderd.store.keys import SYNC_MARKER
+from reminderd.store.sqlite import StateDB
 from reminderd.sync.engine import SyncResult, sync_calendar
 from reminderd.sync.plan import basename
-from reminderd.sync.state import SYNC_MARKER, StateDB
 
 ATHENS = ZoneInfo("Europe/Athens")
 MEMORY: dict[str, dict[str, bool]] = {

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reminderd.model import Commitment, touches
+from reminderd.store.protocol import EventRow
 from reminderd.sync.plan import Adopt, Create, Delete, Desired, Forget, Record, Update, plan_sync
-from reminderd.sync.state import EventRow
 
 T = touches(Commitment(id="x", title="t", start=datetime(2030, 1, 1, 10, tzinfo=ZoneInfo("UTC")),
                        duration=timedelta(minutes=15)))[0]

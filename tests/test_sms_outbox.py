@@ -29,7 +29,7 @@ from reminderd.sms.dispatch import (
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.providers import Ambiguous
 from reminderd.sms.scheduler import JOB, SmsScheduler
-from reminderd.sync.state import StateDB
+from reminderd.store.sqlite import StateDB
 
 ATHENS = ZoneInfo("Europe/Athens")
 START = datetime(2026, 12, 2, 10, 0, tzinfo=ATHENS)

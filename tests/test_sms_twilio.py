@@ -34,7 +34,7 @@ from reminderd.sms.factory import make_dispatcher
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.providers import TwilioSender
 from reminderd.sources import load_sources
-from reminderd.sync.state import StateDB
+from reminderd.store.sqlite import StateDB
 
 pytestmark = pytest.mark.server
 SID = "AC" + "0123456789abcdef" * 2

@@ -16,7 +16,7 @@ from .protocol import CalendarStore
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..sync.state import StateDB
+    from ..store.sqlite import StateDB
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from .providers import LogSender, Sender, TwilioSender
 
 if TYPE_CHECKING:
     from ..config import Config, SecretRef
-    from ..sync.state import StateDB
+    from ..store.sqlite import StateDB
 
 
 def make_sender(config: Config) -> Sender:

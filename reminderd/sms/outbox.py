@@ -1,4 +1,4 @@
-"""The persistent SMS schedule: one row per send, a small state machine in SQLite.
+"""The persistent SMS schedule: one row per send, a small state machine in the state store.
 
     pending --claim--> sending --> sent | failed | pending (retry later, or look up first)
     pending --> missed (past its deadline) | cancelled (edited away) | unconfirmed
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..sync.state import StateDB
+from ..store.keys import META_SINCE
+from ..store.protocol import StateStore
 from .plan import PlannedSend
 
 ACTIVE = ("pending", "sending")
-META_SINCE = "sms_outbox_since"  # in `meta`: when this state began keeping sends
 
 
 def iso(moment: datetime) -> str:
@@ -65,7 +65,7 @@ def _row(r: tuple[Any, ...]) -> Row:
 
 
 class Outbox:
-    def __init__(self, db: StateDB) -> None:
+    def __init__(self, db: StateStore) -> None:
         self.db = db
 
     # -- planning
@@ -76,7 +76,7 @@ class Outbox:
         stamp = iso(now)
         with self.db.transaction() as db:
             existing = {r[0]: (r[1], r[2], r[3]) for r in db.execute(
-                "SELECT key, status, send_at, payload FROM sms_outbox WHERE kind = ?", (kind,))}
+                "SELECT key, status, send_at, payload FROM sms_outbox WHERE kind = ?", (kind,)).fetchall()}
             for key, send in planned.items():
                 payload = json.dumps(send.payload, sort_keys=True)
                 row = existing.get(key)
@@ -94,9 +94,12 @@ class Outbox:
                                (iso(send.send_at), iso(send.send_at), iso(send.deadline), payload, stamp, key))
                     counts["reopened"] += 1
                 elif row[0] == "pending" and (row[1] != iso(send.send_at) or row[2] != payload):
-                    db.execute("UPDATE sms_outbox SET send_at = ?, next_try = MAX(next_try, ?), deadline = ?, "
+                    # A retry already set later stays later (CASE: SQLite's two-argument MAX is not portable).
+                    db.execute("UPDATE sms_outbox SET send_at = ?, "
+                               "next_try = CASE WHEN next_try > ? THEN next_try ELSE ? END, deadline = ?, "
                                "payload = ?, updated_at = ? WHERE key = ?",
-                               (iso(send.send_at), iso(send.send_at), iso(send.deadline), payload, stamp, key))
+                               (iso(send.send_at), iso(send.send_at), iso(send.send_at), iso(send.deadline),
+                                payload, stamp, key))
                     counts["moved"] += 1
             gone = [k for k, row in existing.items() if row[0] == "pending" and k not in planned]
             for key in gone:
@@ -109,8 +112,9 @@ class Outbox:
             now: datetime) -> bool:
         """Insert one send (digest, test) unless the key exists; True if added."""
         with self.db.transaction() as db:
-            cur = db.execute(f"INSERT OR IGNORE INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?)",
+            cur = db.execute(f"INSERT INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?) "
+                             "ON CONFLICT DO NOTHING",
                              (key, kind, iso(due), iso(due), iso(due), iso(deadline),
                               json.dumps(payload, sort_keys=True), iso(now)))
             return cur.rowcount == 1
@@ -118,7 +122,8 @@ class Outbox:
     def since(self, now: datetime) -> datetime:
         """When this outbox began keeping sends: `now` on the first call, then what was recorded."""
         with self.db.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (META_SINCE, json.dumps(iso(now))))
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                       (META_SINCE, json.dumps(iso(now))))
             (value,) = db.execute("SELECT value FROM meta WHERE key = ?", (META_SINCE,)).fetchone()
         return parse_iso(json.loads(value))
 

@@ -25,8 +25,10 @@ from ..calendar.protocol import CalendarStore, InvalidSyncToken, PreconditionFai
 from ..errors import MassDeleteRefused, ReminderdError
 from ..ical import content_hash, href_name, ownership, render, uid_for, wants_event
 from ..model import Commitment, touches
+from ..store.keys import SYNC_MARKER
+from ..store.protocol import EventRow
+from ..store.sqlite import StateDB
 from .plan import Action, Adopt, Create, Delete, Desired, Forget, Record, Update, plan_sync
-from .state import SYNC_MARKER, EventRow, StateDB
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..model import Touch
-from .state import EventRow
+from ..store.protocol import EventRow
 
 OWNED_PREFIX = "reminderd-"
 

@@ -1,0 +1,94 @@
+"""What the rest of reminderd needs from the state store, independent of the database.
+
+The SQLite store (`sqlite.StateDB`) implements `StateStore`; a PostgreSQL
+store implements the same protocol, so callers are written once.
+
+SQL passed to `Tx.execute` and `StateStore.query` is a portable subset that
+SQLite (3.35+) and PostgreSQL both run unchanged:
+
+- positional `?` placeholders only (a PostgreSQL backend translates each `?`
+  to `%s`, and doubles a literal `%`), never a `?` inside a string literal;
+- upserts as `INSERT ... ON CONFLICT (columns) DO UPDATE SET c = excluded.c`
+  or `ON CONFLICT DO NOTHING`, never `INSERT OR REPLACE` / `INSERT OR IGNORE`;
+- `CASE`, `MIN`/`MAX` as aggregates, `COUNT`, `substr`, `LIMIT ?`; no
+  SQLite-only functions (two-argument `MAX`, `ifnull`, `datetime()`) and no
+  PostgreSQL-only ones (`GREATEST`, `now()`);
+- times are stored as fixed-width UTC ISO text and compared as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One event written to a calendar: where it is, its last known ETag, its content hash."""
+
+    uid: str
+    href: str
+    etag: str | None
+    hash: str
+
+
+class Cursor(Protocol):
+    """The result of one statement: rows of a SELECT, or how many rows a change touched."""
+
+    def fetchall(self) -> list[Any]: ...
+
+    def fetchone(self) -> Any: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
+
+class Tx(Protocol):
+    """An open transaction: statements run in it land together or not at all."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
+
+
+class StateStore(Protocol):
+    """The state database, shared by the daemon's threads.
+
+    Every method is atomic; `transaction()` groups several statements into
+    one unit (all land or none). Failures of the database raise
+    `reminderd.errors.StateError` with a message saying what to do.
+    """
+
+    @property
+    def path(self) -> Path:
+        """Where the state lives (the daemon checks it was not replaced under it)."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """One atomic unit; the write lock is held from its start (no lost updates)."""
+        ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every row of one read-only statement, outside any transaction."""
+        ...
+
+    def close(self) -> None: ...
+
+    # -- calendar events, by calendar URL and UID
+
+    def events(self, calendar: str) -> dict[str, EventRow]: ...
+
+    def put_event(self, calendar: str, row: EventRow) -> None: ...
+
+    def forget_event(self, calendar: str, uid: str) -> None: ...
+
+    # -- small JSON values in `meta` (names in `keys`)
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Forget every small value whose key starts with `prefix`."""
+        ...

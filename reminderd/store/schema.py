@@ -1,0 +1,70 @@
+"""The schema as a ladder of numbered steps, run in order by every backend.
+
+A database records the number of the last step it ran (SQLite: `PRAGMA
+user_version`; PostgreSQL: a one-row table of its own). Opening it runs the
+steps above that number, each in one transaction together with recording
+its number, so a failed step leaves the database at the step before.
+
+Rules for adding a step:
+
+- Append only. A released step is never edited, reordered or removed: a
+  database at version N has run exactly steps 1..N.
+- Statements are the portable SQL of `protocol` (SQLite and PostgreSQL
+  alike), one statement per string, DDL and SQL data changes only.
+- Step 1 is the 0.1 schema, which had no version: a 0.1 database (version 0,
+  tables present) passes through it unchanged, hence `IF NOT EXISTS`.
+- A database newer than `LATEST` is refused (an older reminderd must not
+  write to a schema it does not know), and a read-only open never migrates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    version: int  # the database's version once this step has run
+    purpose: str
+    statements: tuple[str, ...]
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "the 0.1 schema: calendar events, the SMS outbox, small values", (
+        """CREATE TABLE IF NOT EXISTS calendar_events (
+    calendar TEXT NOT NULL,
+    uid      TEXT NOT NULL,
+    href     TEXT NOT NULL,
+    etag     TEXT,
+    hash     TEXT NOT NULL,
+    PRIMARY KEY (calendar, uid)
+)""",
+        """CREATE TABLE IF NOT EXISTS sms_outbox (
+    key        TEXT PRIMARY KEY,   -- commitment#touch@offset@start: one send, ever
+    kind       TEXT NOT NULL,      -- backup | digest | test
+    due        TEXT NOT NULL,      -- UTC ISO: when the reminder is for
+    send_at    TEXT NOT NULL,      -- UTC ISO: due, moved out of quiet hours
+    next_try   TEXT NOT NULL,      -- UTC ISO: send_at, or later after a temporary failure
+    deadline   TEXT NOT NULL,      -- UTC ISO: after this the send is useless (missed)
+    payload    TEXT NOT NULL,      -- JSON: what the text is made of, so sends survive a broken file
+    status     TEXT NOT NULL,      -- pending | sending | sent | failed | missed | cancelled
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    ambiguous  INTEGER NOT NULL DEFAULT 0,  -- sends whose outcome a crash or timeout hid
+    started_at TEXT,               -- UTC ISO of the last request start
+    sid        TEXT,
+    error      TEXT,
+    body       TEXT,
+    updated_at TEXT NOT NULL
+)""",
+        "CREATE INDEX IF NOT EXISTS sms_outbox_next ON sms_outbox (status, next_try)",
+        """CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)""",
+    )),
+    Step(2, "the outbox's reconcile reads one kind of send", (
+        "CREATE INDEX IF NOT EXISTS sms_outbox_kind ON sms_outbox (kind, status)",
+    )),
+)
+
+LATEST = STEPS[-1].version
