@@ -1,1 +1,2 @@
-"""Calendar reconcile: `plan` (pure), `state` (SQLite), `engine` (runs a plan)."""
+"""Calendar reconcile: `plan` (pure: desired + status + remote listing to actions) and
+`engine` (reads the server's view cheaply, guards, runs a plan)."""
