@@ -25,7 +25,7 @@ from .phone import normalise, valid_region
 from .sms.text import check_template
 from .sources import in_line_order
 from .sources.csvfile import CSV_COLUMNS
-from .sources.entries import ENUM_KEYS, Defaults, FileContext
+from .sources.entries import ENUM_KEYS, Defaults, FileContext, parse_bool
 from .sources.files import read_text
 from .sources.tree import Map, Node, Scalar, Seq, kind_name
 from .sources.yamlfile import parse_yaml
@@ -99,15 +99,6 @@ def command_words(command: str) -> list[str]:
 
 def _str(text: str) -> str:
     return text
-
-
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "yes", "on"):
-        return True
-    if lowered in ("false", "no", "off"):
-        return False
-    raise InvalidValue(f"'{text}' must be true or false")
 
 
 def _int(low: int, high: int) -> Callable[[str], int]:
@@ -193,7 +184,7 @@ SPEC: tuple[Option, ...] = (
     Option("calendar", "username", _str, None, "CalDAV user name"),
     Option("calendar", "password", SECRET, None, "CalDAV password"),
     Option("calendar", "name", _str, "Follow-ups", "calendar display name; created if missing"),
-    Option("calendar", "verify_tls", _bool, True, "check the server's TLS certificate"),
+    Option("calendar", "verify_tls", parse_bool, True, "check the server's TLS certificate"),
     Option("calendar", "listen", _listen, "127.0.0.1:5232", "embedded server address"),
     Option("calendar", "sync_interval", parse_duration, timedelta(minutes=10), "daemon re-sync period"),
     Option("calendar", "connections", _int(1, 16), 4, "parallel requests during a sync"),

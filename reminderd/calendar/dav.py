@@ -11,7 +11,6 @@ server alike. Library and HTTP errors become our own error types here.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -22,6 +21,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..errors import AuthFailed, ReminderdError, ServerUnreachable
+from ..retry import backoff
 
 # Defined with the protocol, so every backend raises the same types; re-exported
 # here for the callers that import them from the adapter.
@@ -52,7 +52,6 @@ class DavCalendar:
         self.path = urlsplit(self.url).path
         self._auth = (username, password or "") if username else None
         self._verify = verify_tls
-        self._connections = connections
         self._local = threading.local()
         self._one_writer = threading.BoundedSemaphore(1)
         self._writers = threading.BoundedSemaphore(max(1, connections))
@@ -98,7 +97,7 @@ class DavCalendar:
                     break
                 if method in ("PUT", "DELETE") and response.status_code in (423, 500):
                     self._serialise_writes()
-            time.sleep(min(2.0, 0.1 * 2 ** attempt) * (0.5 + random.random()))
+            time.sleep(backoff(attempt, base=0.1, cap=2.0, jitter=0.5))
         if response.status_code == 401:
             raise AuthFailed(f"{_origin(url)} refused the credentials "
                              "(check calendar.username and the password)")

@@ -26,8 +26,6 @@ from ..store.keys import META_SINCE
 from ..store.protocol import StateStore
 from .plan import PlannedSend
 
-ACTIVE = ("pending", "sending")
-
 
 def iso(moment: datetime) -> str:
     """UTC, always to the millisecond: one fixed width, so SQL compares them as text."""
@@ -128,10 +126,6 @@ class Outbox:
         return parse_iso(json.loads(value))
 
     # -- reading
-
-    def get(self, key: str) -> Row | None:
-        rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE key = ?", (key,))
-        return _row(rows[0]) if rows else None
 
     def due(self, now: datetime, limit: int = 1000) -> list[Row]:
         rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'pending' AND next_try <= ? "

@@ -185,13 +185,11 @@ class FileContext:
         value = self.text(node, key)
         if value is None or node is None:
             return None
-        lowered = value.lower()
-        if lowered in ("true", "yes", "on", "1"):
-            return True
-        if lowered in ("false", "no", "off", "0"):
-            return False
-        self.problem(node.line, f"{key} '{value}' must be true or false")
-        return None
+        try:
+            return parse_bool(value)
+        except InvalidValue as exc:
+            self.problem(node.line, f"{key} {exc}")
+            return None
 
     def follow_ups(self, node: Node | None) -> tuple[FollowUp, ...] | None:
         if node is None:
@@ -335,6 +333,16 @@ class FileContext:
             phone=phone,
             email=email,
         )
+
+
+def parse_bool(text: str) -> bool:
+    """The one boolean reader, for commitment files and the config alike."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise InvalidValue(f"'{text}' must be true or false")
 
 
 def derive_id(title: str, contact: Contact) -> str:
