@@ -13,6 +13,7 @@ from .config import Config
 from .ical import wants_event
 from .model import Commitment, touches
 from .store.keys import META_LAST_SYNC
+from .store.protocol import StateStore
 from .store.sqlite import StateDB
 from .sync.engine import SyncResult, sync_calendar
 
@@ -23,7 +24,7 @@ def state_db(config: Config) -> StateDB:
     return StateDB(config.state_dir / "state.sqlite3")
 
 
-def sync_once(config: Config, db: StateDB, commitments: tuple[Commitment, ...], *,
+def sync_once(config: Config, db: StateStore, commitments: tuple[Commitment, ...], *,
               dry_run: bool = False, force: bool = False, progress: TextIO | None = sys.stderr,
               serve: bool = True, clock: Clock = system_clock) -> tuple[SyncResult, str]:
     """One reconcile; returns the result and the calendar URL.

@@ -101,7 +101,7 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
     from .config import find_config, load_config
     from .errors import SmsError
     from .phone import mask
-    from .sms.factory import make_dispatcher
+    from .sms.factory import make_dispatcher, make_sender
 
     config = load_config(find_config(args.config))
     if config.sms is None:
@@ -114,8 +114,9 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
     now = args.clock()
     body = (f"reminderd test SMS, {now.astimezone(_zone(config.timezone)).strftime('%H:%M')}: "
             "your follow-up backups reach this phone.")
+    sender = make_sender(config)  # secrets first: a bad one stops here, before any state is touched
     db = state_db(config)
-    dispatcher = make_dispatcher(config, db, clock=args.clock)
+    dispatcher = make_dispatcher(config, db, sender, clock=args.clock)
     try:
         key = f"test@{now.isoformat(timespec='microseconds')}@{uuid.uuid4().hex[:8]}"  # one row per call
         outcome = dispatcher.send_now(key, "test", body)

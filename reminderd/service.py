@@ -19,18 +19,17 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .agenda import summary
-from .app import state_db, sync_once
+from .app import state_db
 from .clock import Clock, system_clock
 from .config import Config, load_config
 from .errors import (
-    LockTimeout,
-    MassDeleteRefused,
     MissingInputError,
     ReminderdError,
     StateError,
@@ -38,19 +37,23 @@ from .errors import (
 )
 from .model import Commitment, upcoming
 from .notify import Notifier, watchdog_interval
-from .retry import backoff
 from .sms.providers import mask_numbers
 from .sources import FileCache, load_sources
-from .statelock import DaemonLock, sync_lock
-from .store.keys import META_DAEMON, clear_error, forget_sync_markers, record_error
+from .statelock import DaemonLock
+from .store.keys import META_DAEMON, clear_error, record_error
+from .syncworker import SyncWorker
 from .timeparse import get_zone
+from .watcher import FileWatcher
+
+if TYPE_CHECKING:
+    from .calendar.embedded import EmbeddedServer
+    from .sms.scheduler import SmsScheduler
+    from .store.sqlite import StateDB
+    from .sync.engine import SyncResult
 
 log = logging.getLogger(__name__)
-DEBOUNCE = 0.1  # editors save in bursts of a few ms (write, fsync, rename): one reload for all
-CHANGE_EVENTS = frozenset({"created", "modified", "moved", "deleted", "closed"})
 FULL_CHECK_EVERY = 6  # periodic syncs; every 6th lists the whole calendar (cheap drift check otherwise)
 STATE_CHECK = 5.0  # seconds between checks that the state dir is still the one we opened
-SYNC_LOCK_WAIT = 60.0  # a `reminderd sync` by hand holds the sync lock for at most this long
 STOP_SYNC_WAIT = 10.0  # on SIGTERM, a sync in flight gets this long to finish its current write
 
 
@@ -67,20 +70,16 @@ class Daemon:
         self.events: queue.SimpleQueue[str] = queue.SimpleQueue()  # put() is safe from a signal handler
         self.notifier = Notifier()
         self.current: _Loaded | None = None  # the last good config and commitments
-        self.sync_wanted = threading.Event()
+        self.worker: SyncWorker | None = None
         self.stopping = threading.Event()
-        self._sync_lock = threading.Lock()
-        self._debounce: threading.Timer | None = None
-        self.embedded: Any = None
-        self.scheduler: Any = None
-        self.observer: Any = None
-        self.db: Any = None
+        self.watcher = FileWatcher(lambda: self.events.put("reload"))
+        self.embedded: EmbeddedServer | None = None
+        self.scheduler: SmsScheduler | None = None
+        self._db: StateDB | None = None
         self.lock: DaemonLock | None = None
         self._db_inode = 0
-        self._watched: set[Path] = set()
         self._announced_url = ""
         self._files: FileCache = {}  # parsed files, re-read only when changed
-        self._full_check = False  # set by the main loop, done by the sync worker under its lock
 
     # -- life cycle
 
@@ -88,9 +87,9 @@ class Daemon:
         config = load_config(self.config_path)  # a bad config at start: exit 78, systemd says why
         self.lock = DaemonLock(config.state_dir)
         self.lock.acquire()  # a second daemon on this state stops here, naming the first's PID
-        worker = threading.Thread(target=self._sync_loop, name="sync", daemon=True)
         try:
-            self.db = state_db(config)
+            self._db = state_db(config)
+            self.worker = SyncWorker(self.db, self.clock, self._work, self)
             self._db_inode = self.db.path.stat().st_ino
             self._set_daemon_state("starting")
             self._clear_error("config")
@@ -104,14 +103,14 @@ class Daemon:
             self._start_calendar(config)
             self._start_sms(config)
             self._announce(config)
-            worker.start()
+            self.worker.start()
             if loaded is not None:
-                self.sync_wanted.set()
+                self.worker.wanted()
             self.notifier.ready(self._status_line())
             self._set_daemon_state("running")
             self._main_loop(config)
         finally:
-            self._shutdown(worker)
+            self._shutdown()
         return 0
 
     def _main_loop(self, config: Config) -> None:
@@ -139,13 +138,16 @@ class Daemon:
                     log.exception("reload failed; keeping the running configuration and commitments")
             if time.monotonic() >= next_resync:
                 periodic += 1
-                if periodic % FULL_CHECK_EVERY == 0:
-                    self._full_check = True  # list everything once in a while: catches any drift
-                self.sync_wanted.set()
+                # every FULL_CHECK_EVERY-th lists the whole calendar: catches any drift
+                self._sync_soon(full_check=periodic % FULL_CHECK_EVERY == 0)
                 assert self.current is not None
                 next_resync = time.monotonic() + self.current.config.calendar.sync_interval.total_seconds()
 
-    def _shutdown(self, worker: threading.Thread) -> None:
+    def _sync_soon(self, full_check: bool = False) -> None:
+        if self.worker is not None:
+            self.worker.wanted(full_check)
+
+    def _shutdown(self) -> None:
         """Bounded, and never hides why we stop: each step runs even if one before failed.
 
         In-flight SMS finish and are recorded (each send has its HTTP timeout), queued
@@ -157,25 +159,26 @@ class Daemon:
         log.info("stopping")
         self.notifier.stopping()
         self.stopping.set()
-        self.sync_wanted.set()
-        steps: list[tuple[str, Any]] = [
-            ("file watcher", self.observer.stop if self.observer is not None else None),
-            ("debounce timer", self._debounce.cancel if self._debounce is not None else None),
-            ("SMS scheduler", self.scheduler.shutdown if self.scheduler is not None else None),
-            ("sync worker", (lambda: worker.join(timeout=STOP_SYNC_WAIT)) if worker.is_alive() else None),
-            ("embedded calendar", self.embedded.stop if self.embedded is not None else None),
-            ("state", (lambda: self._set_daemon_state("stopped")) if self.db is not None else None),
-            ("state", self.db.close if self.db is not None and not worker.is_alive() else None),
-        ]
         clean = True
-        for what, step in steps:
-            if step is None:
-                continue
+
+        def step(what: str, action: Callable[[], object]) -> None:
+            nonlocal clean
             try:
-                step()
+                action()
             except Exception as exc:  # keep stopping: the rest must still run
                 clean = False
                 log.warning("stopping: %s: %s", what, exc)
+
+        step("file watcher", self.watcher.stop)
+        if self.scheduler is not None:
+            step("SMS scheduler", self.scheduler.shutdown)
+        worker_done = self.worker.stop(STOP_SYNC_WAIT) if self.worker is not None else True
+        if self.embedded is not None:
+            step("embedded calendar", self.embedded.stop)
+        if self._db is not None:
+            step("state", lambda: self._set_daemon_state("stopped"))
+            if worker_done:  # a sync still writing keeps its connection; the exit closes it
+                step("state", self.db.close)
         if self.lock is not None:
             self.lock.release()
         log.info("stopped cleanly" if clean else "stopped")
@@ -188,41 +191,7 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.events.put("reload"))
 
     def _watch(self, config: Config) -> None:
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        files = {self.config_path.resolve()} | {s.path.resolve() for s in config.sources}
-        if files == self._watched and self.observer is not None:
-            return
-        if self.observer is not None:
-            self.observer.stop()
-        daemon = self
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                paths = {Path(str(event.src_path)).resolve()}
-                dest = getattr(event, "dest_path", "")
-                if dest:
-                    paths.add(Path(str(dest)).resolve())
-                # only changes: our own reads raise opened / closed_no_write events too
-                if paths & files and event.event_type in CHANGE_EVENTS:
-                    daemon._file_changed()
-
-        self.observer = Observer()
-        for directory in sorted({_existing_parent(p) for p in files}):
-            # a folder that does not exist yet is watched from its nearest existing parent
-            self.observer.schedule(Handler(), str(directory), recursive=directory not in {p.parent for p in files})
-        self.observer.daemon = True
-        self.observer.start()
-        self._watched = files
-
-    def _file_changed(self) -> None:
-        """Editors write in bursts (truncate, write, rename): reload once, shortly after the last."""
-        if self._debounce is not None:
-            self._debounce.cancel()
-        self._debounce = threading.Timer(DEBOUNCE, lambda: self.events.put("reload"))
-        self._debounce.daemon = True
-        self._debounce.start()
+        self.watcher.watch({self.config_path} | {s.path for s in config.sources})
 
     # -- loading
 
@@ -282,7 +251,7 @@ class Daemon:
         else:
             self._clear_error("config")
         self.current = _Loaded(config, commitments)
-        self.sync_wanted.set()
+        self._sync_soon()
         log.info("reloaded: %d commitments", len(commitments))
         self.notifier.status(self._status_line())
 
@@ -301,48 +270,9 @@ class Daemon:
         server.start()
         self.embedded = server
 
-    def _sync_loop(self) -> None:
-        """One sync at a time; after a failure, one retry at a capped, growing delay
-        (an edit or a signal meanwhile still syncs at once)."""
-        failures = 0
-        while not self.stopping.is_set():
-            delay = None if failures == 0 else backoff(failures - 1, base=1.0)
-            self.sync_wanted.wait(delay)
-            self.sync_wanted.clear()
-            current = self.current
-            if self.stopping.is_set():
-                return
-            if current is None or current.commitments is None:
-                continue  # nothing good loaded yet: never sync (it would delete)
-            try:
-                failures = 0 if self._sync(current) else failures + 1
-            except Exception:  # a bug must not kill the worker: log it, try again later
-                failures = max(failures + 1, 6)
-                log.exception("calendar sync crashed; will try again")
+    # the sync worker's SyncReport
 
-    def _sync(self, current: _Loaded) -> bool:
-        """One sync; False when it should be retried later."""
-        assert current.commitments is not None
-        try:
-            with self._sync_lock, sync_lock(current.config.state_dir, SYNC_LOCK_WAIT):
-                if self._full_check:
-                    self._full_check = False
-                    forget_sync_markers(self.db)  # list the whole calendar this time
-                result, url = sync_once(current.config, self.db, current.commitments, progress=None,
-                                        serve=False, clock=self.clock)
-        except MassDeleteRefused as exc:
-            log.error("%s", exc)
-            self._record_error("sync", str(exc))
-            return True  # retrying cannot help: the files must change
-        except LockTimeout as exc:
-            log.warning("calendar sync postponed: %s", exc)
-            return False
-        except ReminderdError as exc:
-            log.warning("calendar sync failed (%s); retrying with backoff", exc)
-            self._record_error("sync", str(exc))
-            self.notifier.status("calendar unreachable, retrying")
-            return False
-        log.info("calendar sync: %s", result.line())
+    def synced(self, result: SyncResult, url: str) -> None:
         self.notifier.status(self._status_line())
         if result.errors:
             self._record_error("sync", result.errors[0])
@@ -352,11 +282,27 @@ class Daemon:
             self._announced_url = url
             where = "embedded; subscribe to it from a calendar app" if self.embedded else "CalDAV"
             log.info("calendar: %s (%s)", redact_url(url), where)
-        return True
+
+    def failed(self, message: str, *, retrying: bool) -> None:
+        self._record_error("sync", message)
+        if retrying:
+            self.notifier.status("calendar unreachable, retrying")
+
+    def _work(self) -> tuple[Config, tuple[Commitment, ...]] | None:
+        current = self.current
+        if current is None or current.commitments is None:
+            return None
+        return current.config, current.commitments
 
     # -- SMS
 
-    def _make_scheduler(self, config: Config) -> Any:
+    @property
+    def db(self) -> StateDB:
+        """The state, open from the start of `run()` to its end."""
+        assert self._db is not None
+        return self._db
+
+    def _make_scheduler(self, config: Config) -> SmsScheduler:
         """A scheduler for these SMS settings, not started; raises (secrets, ...) before any change."""
         from .sms.factory import make_dispatcher
         from .sms.scheduler import SmsScheduler
@@ -366,7 +312,7 @@ class Daemon:
         return SmsScheduler(dispatcher, get_zone(config.timezone), config.sms.digest,
                             lambda: self.current.commitments if self.current else None)
 
-    def _start_sms(self, config: Config, scheduler: Any = None) -> None:
+    def _start_sms(self, config: Config, scheduler: SmsScheduler | None = None) -> None:
         if config.sms is None:
             log.info("SMS backups are off (no sms section in the config)")
             return
@@ -432,7 +378,7 @@ class Daemon:
     def _check_state(self) -> None:
         """The state dir deleted or replaced under a running daemon: stop, so the service
         manager restarts us on a fresh state (sends are then looked up before any repeat)."""
-        if self.lock is None or self.db is None:
+        if self.lock is None or self._db is None:
             return
         try:
             same_db = self.db.path.stat().st_ino == self._db_inode
@@ -442,13 +388,6 @@ class Daemon:
             log.critical("the state dir %s was deleted or replaced while running; stopping so "
                          "that a restart opens a fresh one", self.db.path.parent)
             raise StateGone(f"state dir {self.db.path.parent} was deleted or replaced while running")
-
-
-def _existing_parent(path: Path) -> Path:
-    parent = path.parent
-    while not parent.is_dir() and parent != parent.parent:
-        parent = parent.parent
-    return parent
 
 
 def _keep_runtime(new: Config, old: Config) -> Config:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from .statelock import daemon_pid
 from .store.keys import META_DAEMON, META_LAST_SYNC, current_errors
-from .store.sqlite import StateDB
+from .store.protocol import StateStore
 
 JSON_VERSION = 1
 
@@ -34,7 +34,7 @@ class Status:
     recent_sends: list[dict[str, Any]] = field(default_factory=list)
 
 
-def gather(state_dir: Any, db: StateDB | None, zone: ZoneInfo, sms: str, sms_to: str | None) -> Status:
+def gather(state_dir: Any, db: StateStore | None, zone: ZoneInfo, sms: str, sms_to: str | None) -> Status:
     """Read what the daemon and earlier commands recorded; `db` None: no state yet."""
     from .sms.outbox import Outbox
 

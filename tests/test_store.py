@@ -213,3 +213,13 @@ def test_no_sqlite_only_upserts_in_the_code() -> None:
     sqlite_only = re.compile(r"[\"']INSERT\s+OR\s+(REPLACE|IGNORE)", re.IGNORECASE)
     found = [str(p) for p in code.rglob("*.py") if sqlite_only.search(p.read_text())]
     assert found == []
+
+
+def test_only_an_upgrade_is_logged_not_a_new_database(tmp_path: Path, old: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="reminderd.store.sqlite"):
+        StateDB(tmp_path / "new.sqlite3").close()
+        assert caplog.messages == []
+        StateDB(old).close()
+    assert caplog.messages[-1] == (f"state database {old}: upgraded to schema version {LATEST} "
+                                   f"({STEPS[-1].purpose})")

@@ -16,7 +16,7 @@ from .protocol import CalendarStore
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..store.sqlite import StateDB
+    from ..store.protocol import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def embedded_server(config: Config, password: str | None) -> EmbeddedServer:
 
 
 @contextmanager
-def open_calendar(config: Config, db: StateDB, *, serve: bool = True,
+def open_calendar(config: Config, db: StateStore, *, serve: bool = True,
                   create: bool = True) -> Iterator[CalendarStore]:
     """The configured calendar, discovered once and remembered in the state.
 
@@ -78,6 +78,6 @@ def _cache_key(config: Config, url: str, username: str | None) -> str:
     return f"calendar-url:{url}|{config.calendar.name}|{username or ''}"
 
 
-def forget_calendar(db: StateDB) -> None:
+def forget_calendar(db: StateStore) -> None:
     """Drop every remembered calendar URL: the next open discovers again."""
     db.delete_prefix("calendar-url:")

@@ -15,7 +15,7 @@ from .providers import LogSender, Sender, TwilioSender
 
 if TYPE_CHECKING:
     from ..config import Config, SecretRef
-    from ..store.sqlite import StateDB
+    from ..store.protocol import StateStore
 
 
 def make_sender(config: Config) -> Sender:
@@ -40,7 +40,7 @@ def _secret(ref: SecretRef | None, option: str) -> str:
     return ref.resolve()
 
 
-def make_dispatcher(config: Config, db: StateDB, sender: Sender | None = None,
+def make_dispatcher(config: Config, db: StateStore, sender: Sender | None = None,
                     clock: Clock | None = None, tuning: Tuning = DEFAULT_TUNING) -> Dispatcher:
     from ..timeparse import get_zone
 

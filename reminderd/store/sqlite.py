@@ -115,6 +115,8 @@ class StateDB:
         """Run the steps above the database's version, each with its number in one transaction."""
         if self._version() >= (steps[-1].version if steps else 0):
             return  # the usual open: nothing to write
+        # a new, empty file is simply created; only an existing database's upgrade is news
+        existing = bool(self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
         for step in steps:
             with self.transaction() as tx:
                 found = self._version()  # again under the write lock: another process may have run it
@@ -127,7 +129,9 @@ class StateDB:
                 except sqlite3.Error as exc:
                     raise StateError(f"state database {self.path}: upgrading it to schema version "
                                      f"{step.version} failed, it stays at {found}: {_cause(exc)}") from None
-            log.info("state database %s: schema version %d (%s)", self.path, step.version, step.purpose)
+            if existing:
+                log.info("state database %s: upgraded to schema version %d (%s)", self.path,
+                         step.version, step.purpose)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

@@ -26,8 +26,7 @@ from ..errors import MassDeleteRefused, ReminderdError
 from ..ical import content_hash, href_name, ownership, render, uid_for, wants_event
 from ..model import Commitment, touches
 from ..store.keys import SYNC_MARKER
-from ..store.protocol import EventRow
-from ..store.sqlite import StateDB
+from ..store.protocol import EventRow, StateStore
 from .plan import Action, Adopt, Create, Delete, Desired, Forget, Record, Update, plan_sync
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def desired_events(cal: CalendarStore, commitments: Iterable[Commitment]) -> dic
     return found
 
 
-def server_view(cal: CalendarStore, db: StateDB, state: dict[str, EventRow]) -> tuple[dict[str, str | None], dict[str, str | None]]:
+def server_view(cal: CalendarStore, db: StateStore, state: dict[str, EventRow]) -> tuple[dict[str, str | None], dict[str, str | None]]:
     """(href -> ETag as the server has it now, marker to save after the sync)."""
     key = SYNC_MARKER + cal.url
     saved = db.get(key) or {}
@@ -106,7 +105,7 @@ class _Progress:
             print(f"sync: {self.done}/{self.total} changes written", file=self.out, flush=True)
 
 
-def sync_calendar(cal: CalendarStore, db: StateDB, commitments: Iterable[Commitment], *,
+def sync_calendar(cal: CalendarStore, db: StateStore, commitments: Iterable[Commitment], *,
                   dry_run: bool = False, force: bool = False, connections: int = 4,
                   progress: TextIO | None = sys.stderr) -> SyncResult:
     """Make the calendar match the commitments; only reminderd's own events are touched."""
@@ -156,7 +155,7 @@ def sync_calendar(cal: CalendarStore, db: StateDB, commitments: Iterable[Commitm
     return result
 
 
-def _confirm_writes(cal: CalendarStore, db: StateDB, token: str, written: set[str]) -> dict[str, str | None]:
+def _confirm_writes(cal: CalendarStore, db: StateStore, token: str, written: set[str]) -> dict[str, str | None]:
     """Move the sync token past our own writes, checking each one landed as we left it.
 
     One REPORT from the pre-write token lists our writes (with their ETags,
@@ -234,7 +233,7 @@ def _adopt(cal: CalendarStore, want: Desired, etag: str | None) -> _Outcome:
     return "updated", cal.put(want.href, render(want.touch), etag_now, create=False)
 
 
-def _record(db: StateDB, cal: CalendarStore, action: Action, outcome: _Outcome, result: SyncResult) -> None:
+def _record(db: StateStore, cal: CalendarStore, action: Action, outcome: _Outcome, result: SyncResult) -> None:
     what, etag = outcome
     if isinstance(action, Delete):
         if action.uid is not None:

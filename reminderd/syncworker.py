@@ -1,0 +1,111 @@
+"""The daemon's calendar sync thread: one sync at a time, retried with capped backoff.
+
+It syncs when asked (`wanted()`: an edit, a reload, the periodic timer) and,
+after a failure, again at a growing, capped delay, while the daemon stays up.
+It never syncs before a good load: a file broken at start must delete nothing.
+Each sync holds the state dir's sync lock, so a `reminderd sync` by hand never
+runs beside it. What happened is reported to the daemon through `SyncReport`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from .app import sync_once
+from .clock import Clock
+from .errors import LockTimeout, MassDeleteRefused, ReminderdError
+from .retry import backoff
+from .statelock import sync_lock
+from .store.keys import forget_sync_markers
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .model import Commitment
+    from .store.protocol import StateStore
+    from .sync.engine import SyncResult
+
+log = logging.getLogger(__name__)
+SYNC_LOCK_WAIT = 60.0  # a `reminderd sync` by hand holds the sync lock for at most this long
+CRASH_BACKOFF = 6  # after a crash (a bug), wait as after six failures: about a minute
+
+
+class SyncReport(Protocol):
+    """What the worker tells the daemon."""
+
+    def synced(self, result: SyncResult, url: str) -> None: ...
+    def failed(self, message: str, *, retrying: bool) -> None: ...
+
+
+Work = Callable[[], "tuple[Config, tuple[Commitment, ...]] | None"]
+
+
+class SyncWorker:
+    def __init__(self, db: StateStore, clock: Clock, work: Work, report: SyncReport) -> None:
+        self.db = db
+        self.clock = clock
+        self.work = work  # the config and the last good commitments, or None before a good load
+        self.report = report
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._full_check = False
+        self._thread = threading.Thread(target=self._loop, name="sync", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wanted(self, full_check: bool = False) -> None:
+        """Sync soon; `full_check` lists the whole calendar this time (a drift check)."""
+        if full_check:
+            self._full_check = True
+        self._wanted.set()
+
+    def stop(self, wait: float) -> bool:
+        """Ask it to stop; True once the thread has ended (a sync in flight gets `wait` s)."""
+        self._stopping.set()
+        self._wanted.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=wait)
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            self._wanted.wait(None if failures == 0 else backoff(failures - 1, base=1.0))
+            self._wanted.clear()
+            if self._stopping.is_set():
+                return
+            work = self.work()
+            if work is None:
+                continue  # nothing good loaded yet: never sync (it would delete)
+            try:
+                failures = 0 if self._sync(*work) else failures + 1
+            except Exception:  # a bug must not kill the worker: log it, try again later
+                failures = max(failures + 1, CRASH_BACKOFF)
+                log.exception("calendar sync crashed; will try again")
+
+    def _sync(self, config: Config, commitments: tuple[Commitment, ...]) -> bool:
+        """One sync; False when it should be retried later."""
+        try:
+            with sync_lock(config.state_dir, SYNC_LOCK_WAIT):
+                if self._full_check:
+                    self._full_check = False
+                    forget_sync_markers(self.db)
+                result, url = sync_once(config, self.db, commitments, progress=None, serve=False,
+                                        clock=self.clock)
+        except MassDeleteRefused as exc:
+            log.error("%s", exc)
+            self.report.failed(str(exc), retrying=False)
+            return True  # retrying cannot help: the files must change
+        except LockTimeout as exc:
+            log.warning("calendar sync postponed: %s", exc)
+            return False
+        except ReminderdError as exc:
+            log.warning("calendar sync failed (%s); retrying with backoff", exc)
+            self.report.failed(str(exc), retrying=True)
+            return False
+        log.info("calendar sync: %s", result.line())
+        self.report.synced(result, url)
+        return True
