@@ -39,14 +39,17 @@ ZONES = ("Europe/Athens",)
 
 def write_yaml(path: Path, n: int, changed: dict[int, str] | None = None) -> None:
     changed = changed or {}
-    lines = ["timezone: Europe/Athens", "defaults: {duration: 15m, alarms: [-1d, -1h, -10m], sms: [-30m]}",
-             "commitments:"]
+    lines = [
+        "timezone: Europe/Athens",
+        "defaults: {duration: 15m, alarms: [-1d, -1h, -10m], sms: [-30m]}",
+        "commitments:",
+    ]
     for i in range(n):
         lines += [
             f"  - id: c{i}",
             f"    title: {changed.get(i, f'Call customer {i} about the renewal')}",
             f"    when: 2030-{1 + i % 12:02d}-{1 + i % 28:02d} {8 + i % 10:02d}:{(i * 5) % 60:02d}",
-            f"    contact: {{name: Person {i}, company: Company {i % 500}, phone: \"+30 210 {1000000 + i:07d}\"}}",
+            f'    contact: {{name: Person {i}, company: Company {i % 500}, phone: "+30 210 {1000000 + i:07d}"}}',
             "    purpose: Promised to call back with the numbers",
             "    bring: [Quote, Contract draft]",
             "    next_step: Send the contract",
@@ -61,10 +64,12 @@ def write_csv(path: Path, n: int, changed: dict[int, str] | None = None) -> None
     changed = changed or {}
     rows = ["id,title,when,contact,company,phone,purpose,bring,next_step,alarms,sms,tags"]
     for i in range(n):
-        rows.append(f"c{i},{changed.get(i, f'Call customer {i} about the renewal')},"
-                    f"2030-{1 + i % 12:02d}-{1 + i % 28:02d} {8 + i % 10:02d}:{(i * 5) % 60:02d},"
-                    f"Person {i},Company {i % 500},+30 210 {1000000 + i:07d},Promised to call back with the numbers,"
-                    "Quote;Contract draft,Send the contract,-1d;-1h;-10m,-30m,q1")
+        rows.append(
+            f"c{i},{changed.get(i, f'Call customer {i} about the renewal')},"
+            f"2030-{1 + i % 12:02d}-{1 + i % 28:02d} {8 + i % 10:02d}:{(i * 5) % 60:02d},"
+            f"Person {i},Company {i % 500},+30 210 {1000000 + i:07d},Promised to call back with the numbers,"
+            "Quote;Contract draft,Send the contract,-1d;-1h;-10m,-30m,q1"
+        )
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -84,7 +89,9 @@ def cpu_seconds(pid: int) -> float:
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 
@@ -99,21 +106,30 @@ def run_one(srv: Server, base: Path, fmt: str, n: int, idle: float, edits: int) 
         f"timezone: Europe/Athens\nstate_dir: state\ncommitments: [c.{fmt}]\n"
         f"calendar:\n  url: {srv.root}/{srv.info.username}/{name}/\n  username: {srv.info.username}\n"
         "  password_env: BENCH_CALDAV_PASSWORD\n  sync_interval: 1h\n"
-        "sms: {provider: log, to: '+30 691 234 5678'}\n")
+        "sms: {provider: log, to: '+30 691 234 5678'}\n"
+    )
     env = dict(os.environ, BENCH_CALDAV_PASSWORD=srv.auth[1], PYTHONPATH=str(ROOT))
     for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"):
         env.pop(key, None)
     # the calendar, already holding what reminderd would write, then adopted once
     loaded = load_sources(load_config(work / "config.yaml"))
-    objects = [(href_name(uid_for(t.key)), render(t)) for c in loaded.commitments for t in touches(c)]
+    objects = [
+        (href_name(uid_for(t.key)), render(t)) for c in loaded.commitments for t in touches(c)
+    ]
     url, warm = load_calendar(srv, name, objects)
     adopt = timed([sys.executable, "-m", "reminderd", "--config", "config.yaml", "sync"], work, env)
     empty = timed([sys.executable, "-c", "pass"], work, env)
-    validate = min(timed([sys.executable, "-m", "reminderd", "--config", "config.yaml", "validate"], work, env)
-                   for _ in range(3))
-    print(f"[{fmt}] {n} commitments ({data.stat().st_size / 1e6:.1f} MB); calendar loaded "
-          f"({warm:.0f} s Radicale warm-up) and adopted by one sync in {adopt:.1f} s")
-    print(f"[{fmt}]   baseline: empty interpreter {empty:.3f} s; `reminderd validate` {validate:.3f} s")
+    validate = min(
+        timed([sys.executable, "-m", "reminderd", "--config", "config.yaml", "validate"], work, env)
+        for _ in range(3)
+    )
+    print(
+        f"[{fmt}] {n} commitments ({data.stat().st_size / 1e6:.1f} MB); calendar loaded "
+        f"({warm:.0f} s Radicale warm-up) and adopted by one sync in {adopt:.1f} s"
+    )
+    print(
+        f"[{fmt}]   baseline: empty interpreter {empty:.3f} s; `reminderd validate` {validate:.3f} s"
+    )
 
     sock_path = str(work / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -121,8 +137,13 @@ def run_one(srv: Server, base: Path, fmt: str, n: int, idle: float, edits: int) 
     sock.settimeout(60)
     log = open(work / "daemon.log", "wb")
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "reminderd", "--config", "config.yaml", "run"], cwd=work,
-                            env=dict(env, NOTIFY_SOCKET=sock_path), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reminderd", "--config", "config.yaml", "run"],
+        cwd=work,
+        env=dict(env, NOTIFY_SOCKET=sock_path),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         while b"READY=1" not in sock.recv(4096):
             pass
@@ -134,17 +155,23 @@ def run_one(srv: Server, base: Path, fmt: str, n: int, idle: float, edits: int) 
                 raise SystemExit("no first sync within 120 s")
             time.sleep(0.05)
         first_sync = time.perf_counter() - start
-        sync_line = next(ln for ln in (work / "daemon.log").read_text().splitlines() if "calendar sync:" in ln)
-        print(f"[{fmt}]   start-up to READY {ready:.2f} s (= {ready / validate:.1f}x validate; goal < 2 s: "
-              f"{'met' if ready < 2 else 'NOT met'}); first sync done at {first_sync:.2f} s: "
-              f"{sync_line.split('calendar sync: ')[1]}")
+        sync_line = next(
+            ln for ln in (work / "daemon.log").read_text().splitlines() if "calendar sync:" in ln
+        )
+        print(
+            f"[{fmt}]   start-up to READY {ready:.2f} s (= {ready / validate:.1f}x validate; goal < 2 s: "
+            f"{'met' if ready < 2 else 'NOT met'}); first sync done at {first_sync:.2f} s: "
+            f"{sync_line.split('calendar sync: ')[1]}"
+        )
         time.sleep(2)
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(idle)
         cpu = cpu_seconds(proc.pid) - cpu0
         wall = time.monotonic() - t0
-        print(f"[{fmt}]   RSS peak {rss_kb(proc.pid, 'VmHWM') / 1024:.0f} MiB, idle {rss_kb(proc.pid, 'VmRSS') / 1024:.0f} MiB "
-              f"(goal idle < 80 MiB); idle CPU {cpu:.2f} s over {wall:.0f} s = {100 * cpu / wall:.2f}% (goal < 1%)")
+        print(
+            f"[{fmt}]   RSS peak {rss_kb(proc.pid, 'VmHWM') / 1024:.0f} MiB, idle {rss_kb(proc.pid, 'VmRSS') / 1024:.0f} MiB "
+            f"(goal idle < 80 MiB); idle CPU {cpu:.2f} s over {wall:.0f} s = {100 * cpu / wall:.2f}% (goal < 1%)"
+        )
         import requests
 
         http = requests.Session()
@@ -169,15 +196,21 @@ def run_one(srv: Server, base: Path, fmt: str, n: int, idle: float, edits: int) 
                 time.sleep(0.05)
             writer(data, n)  # and back, so each edit is one change
             deadline = time.monotonic() + 60
-            while (work / "daemon.log").read_text(errors="replace")[mark:].count("calendar sync:") < 2:
+            while (work / "daemon.log").read_text(errors="replace")[mark:].count(
+                "calendar sync:"
+            ) < 2:
                 if time.monotonic() > deadline:
-                    raise SystemExit("the revert was not synced within 60 s:\n"
-                                     + (work / "daemon.log").read_text(errors="replace")[mark:])
+                    raise SystemExit(
+                        "the revert was not synced within 60 s:\n"
+                        + (work / "daemon.log").read_text(errors="replace")[mark:]
+                    )
                 time.sleep(0.05)
         med = statistics.median(latencies)
-        print(f"[{fmt}]   edit-to-server over {edits} edits: median {med:.2f} s, min {min(latencies):.2f} s, "
-              f"max {max(latencies):.2f} s (goal median < 2 s: {'met' if med < 2 else 'NOT met'}; "
-              f"of which parsing is about {validate - empty:.2f} s)")
+        print(
+            f"[{fmt}]   edit-to-server over {edits} edits: median {med:.2f} s, min {min(latencies):.2f} s, "
+            f"max {max(latencies):.2f} s (goal median < 2 s: {'met' if med < 2 else 'NOT met'}; "
+            f"of which parsing is about {validate - empty:.2f} s)"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -196,7 +229,7 @@ def main() -> None:
         base = Path(tmp)
         srv = Server(base)
         try:
-            for fmt in (("yaml", "csv") if args.format == "both" else (args.format,)):
+            for fmt in ("yaml", "csv") if args.format == "both" else (args.format,):
                 run_one(srv, base, fmt, args.n, args.idle, args.edits)
         finally:
             srv.stop()

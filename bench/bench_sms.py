@@ -41,9 +41,23 @@ def planned(n: int, due: datetime, spread: float) -> dict[str, PlannedSend]:
     for i in range(n):
         at = due + timedelta(seconds=spread * i / max(1, n - 1))
         start = at + timedelta(minutes=30)
-        sends[f"b{i}"] = PlannedSend(f"b{i}", at, at, at + timedelta(minutes=30), {
-            "touch": f"c{i}#0", "title": f"Call customer {i}", "start": start.isoformat(), "zone": "Europe/Athens",
-            "who": f"Person {i}", "phone": "+302101234567", "why": "renewal", "bring": None, "offset": "-30m"})
+        sends[f"b{i}"] = PlannedSend(
+            f"b{i}",
+            at,
+            at,
+            at + timedelta(minutes=30),
+            {
+                "touch": f"c{i}#0",
+                "title": f"Call customer {i}",
+                "start": start.isoformat(),
+                "zone": "Europe/Athens",
+                "who": f"Person {i}",
+                "phone": "+302101234567",
+                "why": "renewal",
+                "bring": None,
+                "offset": "-30m",
+            },
+        )
     return sends
 
 
@@ -57,7 +71,9 @@ def lateness_run(mock, n: int, spread: float, workers: int) -> None:  # type: ig
         db = StateDB(Path(tmp) / "state.sqlite3")
         sender = TwilioSender(SID, auth_token="token", from_="+15017122661", api_url=mock.url)
         settings = sms_config(to="+306912345678", rate_per_minute=1_000_000)
-        dispatcher = Dispatcher(Outbox(db), sender, settings, ATHENS, tuning=Tuning(workers=workers))
+        dispatcher = Dispatcher(
+            Outbox(db), sender, settings, ATHENS, tuning=Tuning(workers=workers)
+        )
         due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
         sends = planned(n, due, spread)
         dispatcher.outbox.reconcile(sends, datetime.now(UTC))
@@ -81,9 +97,11 @@ def lateness_run(mock, n: int, spread: float, workers: int) -> None:  # type: ig
         late.append(arrived - sends[f"b{i}"].due.timestamp())
     rate = len(arrivals) / max(1e-9, (max(arrivals) - min(arrivals))) if len(arrivals) > 1 else 0.0
     label = f"{n} due at the same second" if spread == 0 else f"{n} due spread over {spread:.0f} s"
-    print(f"{label:36s} sent {len(late)}/{n}; lateness p50 {pct(late, 50) * 1000:6.0f} ms, "
-          f"p99 {pct(late, 99) * 1000:6.0f} ms, max {max(late) * 1000:6.0f} ms; "
-          f"{rate:6.0f} sends/s while sending ({workers} workers)")
+    print(
+        f"{label:36s} sent {len(late)}/{n}; lateness p50 {pct(late, 50) * 1000:6.0f} ms, "
+        f"p99 {pct(late, 99) * 1000:6.0f} ms, max {max(late) * 1000:6.0f} ms; "
+        f"{rate:6.0f} sends/s while sending ({workers} workers)"
+    )
 
 
 def baseline(mock, n: int) -> float:  # type: ignore[no-untyped-def]
@@ -97,7 +115,9 @@ def baseline(mock, n: int) -> float:  # type: ignore[no-untyped-def]
 def idle_cpu(pending: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = StateDB(Path(tmp) / "state.sqlite3")
-        sender = TwilioSender(SID, auth_token="token", from_="+15017122661", api_url="http://127.0.0.1:9")
+        sender = TwilioSender(
+            SID, auth_token="token", from_="+15017122661", api_url="http://127.0.0.1:9"
+        )
         dispatcher = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678"), ATHENS)
         later = datetime.now(UTC) + timedelta(days=2)
         dispatcher.outbox.reconcile(planned(pending, later, 86400), datetime.now(UTC))
@@ -112,9 +132,11 @@ def idle_cpu(pending: int, seconds: float) -> None:
     base0 = time.process_time()
     time.sleep(min(5.0, seconds))
     base = (time.process_time() - base0) / min(5.0, seconds)
-    print(f"idle with {pending} pending sends: {cpu * 1000:.0f} ms CPU over {wall:.0f} s = "
-          f"{100 * cpu / wall:.3f}% of one core (baseline, a sleeping interpreter: {100 * base:.3f}%); "
-          f"goal < 1%: {'met' if cpu / wall < 0.01 else 'NOT met'}")
+    print(
+        f"idle with {pending} pending sends: {cpu * 1000:.0f} ms CPU over {wall:.0f} s = "
+        f"{100 * cpu / wall:.3f}% of one core (baseline, a sleeping interpreter: {100 * base:.3f}%); "
+        f"goal < 1%: {'met' if cpu / wall < 0.01 else 'NOT met'}"
+    )
 
 
 def main() -> None:
@@ -123,12 +145,16 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=60.0)
     ap.add_argument("--pending", type=int, default=10_000)
     args = ap.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; Twilio mock = Prism + recorder on loopback")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; Twilio mock = Prism + recorder on loopback"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         mock = start_twilio_mock(Path(tmp))
         try:
             rate = baseline(mock, args.n)
-            print(f"{'baseline: bare twilio-library loop':36s} {rate:6.0f} sends/s (one connection, no outbox)")
+            print(
+                f"{'baseline: bare twilio-library loop':36s} {rate:6.0f} sends/s (one connection, no outbox)"
+            )
             for workers in (8, 16, 32):
                 lateness_run(mock, args.n, 0.0, workers)
             lateness_run(mock, args.n, 60.0, 8)

@@ -117,10 +117,21 @@ def one_run(kind: str, url: str | None, n: int, rate: int, plan_only: bool) -> d
     order = sorted(sender.left.values())
     late = [t - due.timestamp() for t in order]
     # send i cannot leave before due + i / rate: what is left is ours
-    over = [t - (due.timestamp() + i * 60 / rate) for i, t in enumerate(order)] if rate < UNLIMITED else []
+    over = (
+        [t - (due.timestamp() + i * 60 / rate) for i, t in enumerate(order)]
+        if rate < UNLIMITED
+        else []
+    )
     span = order[-1] - order[0] if len(order) > 1 else 0.0
-    return {"before": before, "peak": max(peak[0], rss_mib()), "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "counts": counts, "late": late, "over": over, "rate": (len(order) - 1) / span if span else 0.0}
+    return {
+        "before": before,
+        "peak": max(peak[0], rss_mib()),
+        "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "counts": counts,
+        "late": late,
+        "over": over,
+        "rate": (len(order) - 1) / span if span else 0.0,
+    }
 
 
 def bare_loop(kind: str, url: str | None, n: int) -> float:
@@ -132,8 +143,13 @@ def bare_loop(kind: str, url: str | None, n: int) -> float:
 
 
 def child(*args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True,
-                         check=True, timeout=3600)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -145,21 +161,32 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--rate", type=int, default=6000, help="the limited run's rate_per_minute")
-    ap.add_argument("--child", nargs=5, metavar=("KIND", "URL", "N", "RATE", "PLAN_ONLY"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--child",
+        nargs=5,
+        metavar=("KIND", "URL", "N", "RATE", "PLAN_ONLY"),
+        help=argparse.SUPPRESS,
+    )
     args = ap.parse_args()
     if args.child:
         kind, url, n, rate, plan_only = args.child
         if plan_only == "bare":
             print(json.dumps({"rate": bare_loop(kind, url if url != "-" else None, int(n))}))
         else:
-            print(json.dumps(one_run(kind, url if url != "-" else None, int(n), int(rate), plan_only == "1")))
+            print(
+                json.dumps(
+                    one_run(kind, url if url != "-" else None, int(n), int(rate), plan_only == "1")
+                )
+            )
         return
 
     from servers import kill, start_twilio_mock
 
     n = args.n
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; {n} SMS due in the same second; "
-          f"8 workers; Twilio mock = Prism + recorder on loopback")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; {n} SMS due in the same second; "
+        f"8 workers; Twilio mock = Prism + recorder on loopback"
+    )
     base = child("log", "-", str(n), str(UNLIMITED), "1")
     print(f"baseline RSS, imported and {n} sends planned, nothing sent: {base['before']:.0f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,15 +202,21 @@ def main() -> None:
                     r = child(kind, url, str(n), str(rate), "0")
                     label = "no rate limit" if rate == UNLIMITED else f"rate_per_minute {rate}"
                     late = r["late"]
-                    print(f"  {label:22s} sent {len(late)}/{n} {r['counts']}; {r['rate']:6.0f} sends/s; "
-                          f"RSS {r['before']:.0f} -> peak {r['peak']:.0f} MiB (ru_maxrss {r['maxrss']:.0f})")
-                    print(f"  {'':22s} lateness p50 {ms(late, 50)} ms, p99 {ms(late, 99)} ms, "
-                          f"max {max(late) * 1000:7.0f} ms")
+                    print(
+                        f"  {label:22s} sent {len(late)}/{n} {r['counts']}; {r['rate']:6.0f} sends/s; "
+                        f"RSS {r['before']:.0f} -> peak {r['peak']:.0f} MiB (ru_maxrss {r['maxrss']:.0f})"
+                    )
+                    print(
+                        f"  {'':22s} lateness p50 {ms(late, 50)} ms, p99 {ms(late, 99)} ms, "
+                        f"max {max(late) * 1000:7.0f} ms"
+                    )
                     if r["over"]:
                         implied = (n - 1) * 60 / rate
-                        print(f"  {'':22s} over what the limit implies (last send at {implied:.1f} s): "
-                              f"p50 {ms(r['over'], 50)} ms, p99 {ms(r['over'], 99)} ms, "
-                              f"max {max(r['over']) * 1000:7.0f} ms")
+                        print(
+                            f"  {'':22s} over what the limit implies (last send at {implied:.1f} s): "
+                            f"p50 {ms(r['over'], 50)} ms, p99 {ms(r['over'], 99)} ms, "
+                            f"max {max(r['over']) * 1000:7.0f} ms"
+                        )
         finally:
             for pid in mock.pids:
                 kill(pid)

@@ -108,18 +108,28 @@ class Server:
 
     def count(self, url: str) -> int:
         """Objects in a calendar, by a depth-1 PROPFIND straight to Radicale."""
-        reply = self.http.request("PROPFIND", url, headers={"Depth": "1"}, timeout=600,
-                                  data=b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop>'
-                                       b"<d:getetag/></d:prop></d:propfind>")
+        reply = self.http.request(
+            "PROPFIND",
+            url,
+            headers={"Depth": "1"},
+            timeout=600,
+            data=b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop>'
+            b"<d:getetag/></d:prop></d:propfind>",
+        )
         if reply.status_code != 207:
             raise SystemExit(f"PROPFIND {url}: HTTP {reply.status_code}")
         hrefs = [e.text for e in ET.fromstring(reply.content).iter("{DAV:}href")]
         return sum(1 for h in hrefs if h and not h.endswith("/"))  # objects, not the collection
 
     def sync_token(self, url: str) -> str:
-        reply = self.http.request("PROPFIND", url, headers={"Depth": "0"}, timeout=600,
-                                  data=b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop>'
-                                       b"<d:sync-token/></d:prop></d:propfind>")
+        reply = self.http.request(
+            "PROPFIND",
+            url,
+            headers={"Depth": "0"},
+            timeout=600,
+            data=b'<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop>'
+            b"<d:sync-token/></d:prop></d:propfind>",
+        )
         token = ET.fromstring(reply.content).findtext(".//{DAV:}sync-token")
         if reply.status_code != 207 or not token:
             raise SystemExit(f"PROPFIND sync-token {url}: HTTP {reply.status_code}")
@@ -127,12 +137,19 @@ class Server:
 
     def report_changes(self, url: str, token: str) -> float:
         """Seconds for one bare sync-collection REPORT: the server's share of a no-op sync."""
-        body = ('<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:">'
-                f"<d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level>"
-                "<d:prop><d:getetag/></d:prop></d:sync-collection>").encode()
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:">'
+            f"<d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level>"
+            "<d:prop><d:getetag/></d:prop></d:sync-collection>"
+        ).encode()
         start = time.perf_counter()
-        reply = self.http.request("REPORT", url, data=body, timeout=600, headers={
-            "Depth": "1", "Content-Type": "application/xml; charset=utf-8"})
+        reply = self.http.request(
+            "REPORT",
+            url,
+            data=body,
+            timeout=600,
+            headers={"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+        )
         took = time.perf_counter() - start
         if reply.status_code != 207:
             raise SystemExit(f"REPORT {url}: HTTP {reply.status_code}")
@@ -161,8 +178,9 @@ def floor_puts(srv: Server, url: str, objects: list[tuple[str, bytes]]) -> float
         return time.perf_counter() - start
 
 
-def engine_sync(url: str, db: StateDB, commitments: list[Commitment], connections: int,
-                user: tuple[str, str]) -> tuple[float, SyncResult]:
+def engine_sync(
+    url: str, db: StateDB, commitments: list[Commitment], connections: int, user: tuple[str, str]
+) -> tuple[float, SyncResult]:
     """One sync as the CLI does it: a fresh DavCalendar, the engine in-process."""
     cal = DavCalendar(url, user[0], user[1], connections=connections)
     start = time.perf_counter()
@@ -189,8 +207,10 @@ def part1(srv: Server, tmp: Path, n: int) -> None:
     start = time.perf_counter()
     objects = [(href_name(uid_for(t.key)), render(t)) for c in commitments for t in touches(c)]
     render_s = time.perf_counter() - start
-    print(f"\n1. initial sync of {n} commitments into an empty calendar "
-          f"(rendering them alone: {render_s:.2f} s, {render_s / n * 1e3:.2f} ms each)")
+    print(
+        f"\n1. initial sync of {n} commitments into an empty calendar "
+        f"(rendering them alone: {render_s:.2f} s, {render_s / n * 1e3:.2f} ms each)"
+    )
     floors = [floor_puts(srv, srv.mkcalendar("floor-before"), objects)]
     runs = []
     for connections in (1, 4):
@@ -204,13 +224,17 @@ def part1(srv: Server, tmp: Path, n: int) -> None:
     floors.append(floor_puts(srv, srv.mkcalendar("floor-after"), objects))
     floor_s = sum(floors) / len(floors)
     for label, took in (("before", floors[0]), ("after", floors[1])):
-        print(f"   {f'floor ({label}): plain PUTs, 1 session':44s} {took:7.2f} s  "
-              f"{took / n * 1e3:6.1f} ms/PUT")
+        print(
+            f"   {f'floor ({label}): plain PUTs, 1 session':44s} {took:7.2f} s  "
+            f"{took / n * 1e3:6.1f} ms/PUT"
+        )
     for connections, took, result, stored in runs:
         ratio = took / floor_s
-        print(f"   {f'reminderd sync, connections={connections}':44s} {took:7.2f} s  "
-              f"{took / n * 1e3:6.1f} ms/PUT  = {ratio:.2f}x floor (mean of both); goal <= 1.3x: "
-              f"{'met' if ratio <= 1.3 else 'NOT met'}  [{result.line()}; {stored} on server]")
+        print(
+            f"   {f'reminderd sync, connections={connections}':44s} {took:7.2f} s  "
+            f"{took / n * 1e3:6.1f} ms/PUT  = {ratio:.2f}x floor (mean of both); goal <= 1.3x: "
+            f"{'met' if ratio <= 1.3 else 'NOT met'}  [{result.line()}; {stored} on server]"
+        )
 
 
 def load_calendar(srv: Server, name: str, objects: list[tuple[str, bytes]]) -> tuple[str, float]:
@@ -228,12 +252,15 @@ def load_calendar(srv: Server, name: str, objects: list[tuple[str, bytes]]) -> t
     fname, body = objects[len(objects) // 2]
     got = srv.http.get(url + fname, timeout=60)
     if got.status_code != 200 or b"X-REMINDERD-KEY" not in got.content:
-        raise SystemExit(f"GET {url + fname}: HTTP {got.status_code}; Radicale does not serve the files")
+        raise SystemExit(
+            f"GET {url + fname}: HTTP {got.status_code}; Radicale does not serve the files"
+        )
     return url, warm
 
 
-def adopt(srv: Server, proxy: RecordingProxy, url: str, db: StateDB,
-          commitments: list[Commitment]) -> tuple[float, SyncResult]:
+def adopt(
+    srv: Server, proxy: RecordingProxy, url: str, db: StateDB, commitments: list[Commitment]
+) -> tuple[float, SyncResult]:
     proxy.reset()
     return engine_sync(proxy.rewrite(url), db, commitments, 4, srv.auth)
 
@@ -253,10 +280,15 @@ def pick_n(srv: Server, tmp: Path, n: int, budget: float) -> tuple[int, str]:
     per_item = (took + warm) / pilot_n
     estimate = per_item * n
     if estimate <= budget:
-        return n, f"pilot of {pilot_n}: {per_item * 1e3:.1f} ms/object, est. {estimate:.0f} s for {n}"
+        return (
+            n,
+            f"pilot of {pilot_n}: {per_item * 1e3:.1f} ms/object, est. {estimate:.0f} s for {n}",
+        )
     smaller = max(pilot_n, int(budget / per_item) // 1000 * 1000 or int(budget / per_item))
-    return smaller, (f"FALLBACK: pilot of {pilot_n} adopted at {per_item * 1e3:.1f} ms/object, "
-                     f"{n} would take ~{estimate:.0f} s > {budget:.0f} s budget; using n={smaller}")
+    return smaller, (
+        f"FALLBACK: pilot of {pilot_n} adopted at {per_item * 1e3:.1f} ms/object, "
+        f"{n} would take ~{estimate:.0f} s > {budget:.0f} s budget; using n={smaller}"
+    )
 
 
 def part2and3(srv: Server, tmp: Path, n: int, budget: float) -> None:
@@ -269,16 +301,20 @@ def part2and3(srv: Server, tmp: Path, n: int, budget: float) -> None:
     start = time.perf_counter()
     url, warm = load_calendar(srv, "big", objects)
     load_s = time.perf_counter() - start
-    print(f"   setup: rendered {n} in {render_s:.1f} s, wrote them into Radicale's storage and "
-          f"listed them back in {load_s:.1f} s (Radicale's first listing and sync token: {warm:.1f} s)")
+    print(
+        f"   setup: rendered {n} in {render_s:.1f} s, wrote them into Radicale's storage and "
+        f"listed them back in {load_s:.1f} s (Radicale's first listing and sync token: {warm:.1f} s)"
+    )
     proxy = RecordingProxy(srv.root)
     db = StateDB(tmp / "state-big" / "state.sqlite3")
     try:
         took, result = adopt(srv, proxy, url, db, commitments)
         check(result, "adoption")
         puts = len(proxy.requests("PUT"))
-        print(f"   {'adoption sync (state empty, objects ours)':44s} {took:7.2f} s  {traffic(proxy)}; "
-              f"PUTs {puts} (goal 0: {'met' if puts == 0 else 'NOT met'})  [{result.line()}]")
+        print(
+            f"   {'adoption sync (state empty, objects ours)':44s} {took:7.2f} s  {traffic(proxy)}; "
+            f"PUTs {puts} (goal 0: {'met' if puts == 0 else 'NOT met'})  [{result.line()}]"
+        )
 
         proxy.reset()
         start = time.perf_counter()
@@ -287,16 +323,20 @@ def part2and3(srv: Server, tmp: Path, n: int, budget: float) -> None:
         took, result = engine_sync(proxy.rewrite(url), db, fresh, 4, srv.auth)
         check(result, "no-op")
         count = len(proxy.requests())
-        print(f"   {'no-op sync: sync_calendar alone':44s} {took:7.3f} s  {traffic(proxy)}  "
-              f"[{result.line()}]")
+        print(
+            f"   {'no-op sync: sync_calendar alone':44s} {took:7.3f} s  {traffic(proxy)}  "
+            f"[{result.line()}]"
+        )
         total = took + built
         marker = db.get(f"sync:{proxy.rewrite(url)}") or {}
         if marker.get("token"):
             bare = srv.report_changes(url, marker["token"])
             print(f"   {'  its server floor: one bare REPORT, direct':44s} {bare:7.3f} s")
-        print(f"   {'no-op sync: with building the commitments':44s} {total:7.3f} s  (building: {built:.3f} s); "
-              f"goal < 1.5 s: {'met' if total < 1.5 else 'NOT met'}; "
-              f"O(1) requests: {'met' if count <= 2 else 'NOT met'}")
+        print(
+            f"   {'no-op sync: with building the commitments':44s} {total:7.3f} s  (building: {built:.3f} s); "
+            f"goal < 1.5 s: {'met' if total < 1.5 else 'NOT met'}; "
+            f"O(1) requests: {'met' if count <= 2 else 'NOT met'}"
+        )
 
         print(f"\n3. one title changed among {n}")
         k = n // 2
@@ -305,12 +345,16 @@ def part2and3(srv: Server, tmp: Path, n: int, budget: float) -> None:
         took, result = engine_sync(proxy.rewrite(url), db, fresh, 4, srv.auth)
         check(result, "one change")
         landed = proxy.landed()
-        print(f"   {'sync after one change':44s} {took:7.3f} s  {traffic(proxy)}, {len(landed)} landed; "
-              f"goal exactly 1 write: {'met' if len(proxy.writes()) == 1 else 'NOT met'}  "
-              f"[{result.line()}]")
+        print(
+            f"   {'sync after one change':44s} {took:7.3f} s  {traffic(proxy)}, {len(landed)} landed; "
+            f"goal exactly 1 write: {'met' if len(proxy.writes()) == 1 else 'NOT met'}  "
+            f"[{result.line()}]"
+        )
         proxy.reset()
         took, result = engine_sync(proxy.rewrite(url), db, fresh, 4, srv.auth)
-        print(f"   {'no-op sync right after it':44s} {took:7.3f} s  {traffic(proxy)}  [{result.line()}]")
+        print(
+            f"   {'no-op sync right after it':44s} {took:7.3f} s  {traffic(proxy)}  [{result.line()}]"
+        )
     finally:
         db.close()
         proxy.close()
@@ -319,18 +363,29 @@ def part2and3(srv: Server, tmp: Path, n: int, budget: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n1", type=int, default=1_000, help="commitments in the initial sync")
-    ap.add_argument("--n2", type=int, default=10_000, help="commitments in the no-op / one-change syncs")
-    ap.add_argument("--adopt-budget", type=float, default=300,
-                    help="seconds the adoption of n2 may take before a smaller n2 is used")
+    ap.add_argument(
+        "--n2", type=int, default=10_000, help="commitments in the no-op / one-change syncs"
+    )
+    ap.add_argument(
+        "--adopt-budget",
+        type=float,
+        default=300,
+        help="seconds the adoption of n2 may take before a smaller n2 is used",
+    )
     args = ap.parse_args()
-    os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
-    print(f"n1={args.n1}, n2={args.n2}, local Radicale, one run; python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} cpus")
+    os.environ["NO_PROXY"] = ",".join(
+        filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"])
+    )
+    print(
+        f"n1={args.n1}, n2={args.n2}, local Radicale, one run; python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} cpus"
+    )
     begun = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_sync-") as tmp:
         srv = Server(Path(tmp))
         try:
             import radicale
+
             print(f"Radicale {radicale.VERSION} at {srv.root} (pid {srv.proc.pid})")
             part1(srv, Path(tmp), args.n1)
             part2and3(srv, Path(tmp), args.n2, args.adopt_budget)

@@ -21,45 +21,66 @@ def summary(commitments: Sequence[Commitment], files: int, sms_on: bool) -> str:
     all_touches = [t for c in open_ for t in touches(c)]
     alarms = sum(len(t.commitment.alarms) for t in all_touches)
     sms = sum(len(t.commitment.sms) for t in all_touches)
-    return (f"{files} file{'s' if files != 1 else ''}, {len(commitments)} "
-            f"commitment{'s' if len(commitments) != 1 else ''} "
-            f"({len(open_)} open), {len(all_touches)} touches, {alarms} alarms, "
-            f"{sms} SMS{'' if sms_on else ' (SMS off: no sms section in the config)'}")
+    return (
+        f"{files} file{'s' if files != 1 else ''}, {len(commitments)} "
+        f"commitment{'s' if len(commitments) != 1 else ''} "
+        f"({len(open_)} open), {len(all_touches)} touches, {alarms} alarms, "
+        f"{sms} SMS{'' if sms_on else ' (SMS off: no sms section in the config)'}"
+    )
 
 
 AlertsFn = Callable[[Touch], Sequence[Alert]]
 
 
 def alerts_as_planned(quiet: tuple[time, time] | None, zone: ZoneInfo, sms_on: bool) -> AlertsFn:
-    """A touch's alerts as they will really fire: SMS moved out of quiet hours, none if SMS is off."""
+    """A touch's alerts as they will really fire.
+
+    SMS move out of quiet hours, and there are none if SMS is off.
+    """
+
     def alerts(t: Touch) -> tuple[Alert, ...]:
         found = []
         for a in t.alerts:
             if a.kind is AlertKind.SMS:
                 if not sms_on:
                     continue
-                at = quiet_adjust(a.at.astimezone(UTC), t.start, quiet, zone).astimezone(a.at.tzinfo)
+                at = quiet_adjust(a.at.astimezone(UTC), t.start, quiet, zone).astimezone(
+                    a.at.tzinfo
+                )
                 a = Alert(a.kind, a.offset, at)
             found.append(a)
         return tuple(sorted(found, key=lambda a: (a.at, a.kind.value)))
+
     return alerts
 
 
-def render_text(items: Sequence[Touch], days: int, zone: str,
-                after: Touch | None = None, alerts: AlertsFn = lambda t: t.alerts) -> str:
+def render_text(
+    items: Sequence[Touch],
+    days: int,
+    zone: str,
+    after: Touch | None = None,
+    alerts: AlertsFn = lambda t: t.alerts,
+) -> str:
     """Human agenda: one block per touch, every alert time in the touch's zone."""
     if not items:
         text = f"Nothing in the next {days} days."
         if after is not None:
-            text += (f" Next: {after.start.strftime('%a %d %b %Y %H:%M %Z')} "
-                     f"{after.commitment.title} ({after.key}).")
+            text += (
+                f" Next: {after.start.strftime('%a %d %b %Y %H:%M %Z')} "
+                f"{after.commitment.title} ({after.key})."
+            )
         return text + "\n"
-    lines = [f"{len(items)} follow-up{'s' if len(items) != 1 else ''} in the next {days} days "
-             f"(times local to each item; config zone {zone}):", ""]
+    lines = [
+        f"{len(items)} follow-up{'s' if len(items) != 1 else ''} in the next {days} days "
+        f"(times local to each item; config zone {zone}):",
+        "",
+    ]
     for t in items:
         c = t.commitment
-        lines.append(f"{t.start.strftime('%a %d %b %Y %H:%M')}-{t.end.strftime('%H:%M')} "
-                     f"{t.start.strftime('%Z')}  {c.title}  [{c.channel}]  {t.key}")
+        lines.append(
+            f"{t.start.strftime('%a %d %b %Y %H:%M')}-{t.end.strftime('%H:%M')} "
+            f"{t.start.strftime('%Z')}  {c.title}  [{c.channel}]  {t.key}"
+        )
         who = c.contact.label()
         if who or c.contact.phone or c.contact.email:
             parts = [p for p in (who, c.contact.phone, c.contact.email) if p]
@@ -74,15 +95,22 @@ def render_text(items: Sequence[Touch], days: int, zone: str,
             lines.append(f"    agenda   {'; '.join(c.agenda)}")
         if c.next_step:
             lines.append(f"    next     {c.next_step}")
-        shown = [f"{a.kind.value} {clock_label(a.at, t.start)} ({format_offset(a.offset)})"
-                 for a in alerts(t)]
+        shown = [
+            f"{a.kind.value} {clock_label(a.at, t.start)} ({format_offset(a.offset)})"
+            for a in alerts(t)
+        ]
         lines.append(f"    alerts   {', '.join(shown) if shown else 'none'}")
         lines.append("")
     return "\n".join(lines)
 
 
-def render_json(items: Sequence[Touch], now: datetime, days: int, zone: str,
-                alerts: AlertsFn = lambda t: t.alerts) -> dict[str, Any]:
+def render_json(
+    items: Sequence[Touch],
+    now: datetime,
+    days: int,
+    zone: str,
+    alerts: AlertsFn = lambda t: t.alerts,
+) -> dict[str, Any]:
     """The stable `agenda --json` document (schema in README, `version` bumps on change)."""
     return {
         "version": JSON_VERSION,
@@ -105,8 +133,12 @@ def touch_json(t: Touch, alerts: AlertsFn = lambda t: t.alerts) -> dict[str, Any
         "timezone": c.zone_name,
         "channel": c.channel,
         "status": c.status.value,
-        "contact": {"name": c.contact.name, "company": c.contact.company,
-                    "phone": c.contact.phone, "email": c.contact.email},
+        "contact": {
+            "name": c.contact.name,
+            "company": c.contact.company,
+            "phone": c.contact.phone,
+            "email": c.contact.email,
+        },
         "purpose": t.purpose,
         "bring": list(c.bring),
         "questions": list(c.questions),
@@ -114,12 +146,20 @@ def touch_json(t: Touch, alerts: AlertsFn = lambda t: t.alerts) -> dict[str, Any
         "next_step": c.next_step,
         "tags": list(c.tags),
         "source": str(c.source),
-        "alerts": [{"kind": a.kind.value, "offset": format_offset(a.offset),
-                    "at": a.at.isoformat(timespec="seconds")} for a in alerts(t)],
+        "alerts": [
+            {
+                "kind": a.kind.value,
+                "offset": format_offset(a.offset),
+                "at": a.at.isoformat(timespec="seconds"),
+            }
+            for a in alerts(t)
+        ],
     }
 
 
-def window(commitments: Sequence[Commitment], now: datetime, days: int) -> tuple[list[Touch], Touch | None]:
+def window(
+    commitments: Sequence[Commitment], now: datetime, days: int
+) -> tuple[list[Touch], Touch | None]:
     """Touches in the next `days` days, and the first one after, for "nothing soon"."""
     until = now + timedelta(days=days)
     items = upcoming(commitments, now, until)

@@ -24,9 +24,17 @@ def state_db(config: Config) -> StateDB:
     return StateDB(config.state_dir / "state.sqlite3")
 
 
-def sync_once(config: Config, db: StateStore, commitments: tuple[Commitment, ...], *,
-              dry_run: bool = False, force: bool = False, progress: TextIO | None = sys.stderr,
-              serve: bool = True, clock: Clock = system_clock) -> tuple[SyncResult, str]:
+def sync_once(
+    config: Config,
+    db: StateStore,
+    commitments: tuple[Commitment, ...],
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: TextIO | None = sys.stderr,
+    serve: bool = True,
+    clock: Clock = system_clock,
+) -> tuple[SyncResult, str]:
     """One reconcile; returns the result and the calendar URL.
 
     A remembered calendar URL that vanished (404: deleted in a calendar app)
@@ -35,8 +43,15 @@ def sync_once(config: Config, db: StateStore, commitments: tuple[Commitment, ...
     for attempt in (1, 2):
         try:
             with open_calendar(config, db, serve=serve, create=not dry_run) as cal:
-                result = sync_calendar(cal, db, commitments, dry_run=dry_run, force=force,
-                                       connections=config.calendar.connections, progress=progress)
+                result = sync_calendar(
+                    cal,
+                    db,
+                    commitments,
+                    dry_run=dry_run,
+                    force=force,
+                    connections=config.calendar.connections,
+                    progress=progress,
+                )
                 url = cal.url
             break
         except CalendarMissing as exc:  # only in a dry run: say what the real one would do
@@ -48,6 +63,12 @@ def sync_once(config: Config, db: StateStore, commitments: tuple[Commitment, ...
             log.warning("the calendar is gone from the server; finding or creating it again")
             forget_calendar(db)
     if not dry_run:
-        db.set(META_LAST_SYNC, {"at": clock().isoformat(timespec="seconds"),
-                                "result": result.line(), "errors": result.errors[:20]})
+        db.set(
+            META_LAST_SYNC,
+            {
+                "at": clock().isoformat(timespec="seconds"),
+                "result": result.line(),
+                "errors": result.errors[:20],
+            },
+        )
     return result, url

@@ -45,8 +45,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     counts = summary(loaded.commitments, loaded.files, config.sms is not None)
     if loaded.problems:
         files = len({p.path for p in loaded.problems})
-        print(f"{len(loaded.problems)} error{'s' if len(loaded.problems) != 1 else ''} in {files} "
-              f"file{'s' if files != 1 else ''}; valid so far: {counts}", file=out)
+        print(
+            f"{len(loaded.problems)} error{'s' if len(loaded.problems) != 1 else ''} in {files} "
+            f"file{'s' if files != 1 else ''}; valid so far: {counts}",
+            file=out,
+        )
         return 65
     print(f"ok: {counts}", file=out)
     return 0
@@ -59,11 +62,18 @@ def cmd_agenda(args: argparse.Namespace) -> int:
     config, loaded = _load(args)
     now = args.clock()
     items, after = window(loaded.commitments, now, args.days)
-    alerts = alerts_as_planned(config.sms.quiet_hours if config.sms else None, get_zone(config.timezone),
-                               config.sms is not None)
+    alerts = alerts_as_planned(
+        config.sms.quiet_hours if config.sms else None,
+        get_zone(config.timezone),
+        config.sms is not None,
+    )
     if args.json:
-        json.dump(render_json(items, now, args.days, config.timezone, alerts), sys.stdout, indent=2,
-                  ensure_ascii=False)
+        json.dump(
+            render_json(items, now, args.days, config.timezone, alerts),
+            sys.stdout,
+            indent=2,
+            ensure_ascii=False,
+        )
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_text(items, args.days, config.timezone, after, alerts))
@@ -80,8 +90,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
     with sync_lock(config.state_dir, SYNC_WAIT, "waiting for the running daemon's sync to finish"):
         db = state_db(config)
         try:
-            result, url = sync_once(config, db, loaded.commitments, dry_run=args.dry_run,
-                                    force=args.force, clock=args.clock)
+            result, url = sync_once(
+                config,
+                db,
+                loaded.commitments,
+                dry_run=args.dry_run,
+                force=args.force,
+                clock=args.clock,
+            )
         finally:
             db.close()
     for error in result.errors:
@@ -112,13 +128,16 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
         print("reminderd: sms.to is not set", file=sys.stderr)
         return 78
     now = args.clock()
-    body = (f"reminderd test SMS, {now.astimezone(_zone(config.timezone)).strftime('%H:%M')}: "
-            "your follow-up backups reach this phone.")
+    body = (
+        f"reminderd test SMS, {now.astimezone(_zone(config.timezone)).strftime('%H:%M')}: "
+        "your follow-up backups reach this phone."
+    )
     sender = make_sender(config)  # secrets first: a bad one stops here, before any state is touched
     db = state_db(config)
     dispatcher = make_dispatcher(config, db, sender, clock=args.clock)
     try:
-        key = f"test@{now.isoformat(timespec='microseconds')}@{uuid.uuid4().hex[:8]}"  # one row per call
+        # one row per call
+        key = f"test@{now.isoformat(timespec='microseconds')}@{uuid.uuid4().hex[:8]}"
         outcome = dispatcher.send_now(key, "test", body)
     finally:
         dispatcher.close()
@@ -130,8 +149,11 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
         print(f"reminderd: test SMS to {mask(to)} failed: {outcome}", file=sys.stderr)
         return 1
     if outcome == "ambiguous":
-        print(f"reminderd: test SMS to {mask(to)}: no answer from the provider; it may still "
-              "arrive (the daemon looks it up before any repeat)", file=sys.stderr)
+        print(
+            f"reminderd: test SMS to {mask(to)}: no answer from the provider; it may still "
+            "arrive (the daemon looks it up before any repeat)",
+            file=sys.stderr,
+        )
         return 1
     print(f"sent a test SMS to {mask(to)} via {dispatcher.sender.name} ({dispatcher.last_sid})")
     return 0
@@ -154,9 +176,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     path = config.state_dir / "state.sqlite3"
     db = StateDB(path, readonly=True) if path.exists() else None
     try:
-        found = gather(config.state_dir, db, _zone(config.timezone),
-                       "off" if config.sms is None else config.sms.provider,
-                       mask(config.sms.to) if config.sms and config.sms.to else None)
+        found = gather(
+            config.state_dir,
+            db,
+            _zone(config.timezone),
+            "off" if config.sms is None else config.sms.provider,
+            mask(config.sms.to) if config.sms and config.sms.to else None,
+        )
     finally:
         if db is not None:
             db.close()
@@ -187,40 +213,70 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help="config file (else $REMINDERD_CONFIG, $XDG_CONFIG_HOME/reminderd/config.yaml, "
-                             "/etc/reminderd/config.yaml)")
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="more detail in logs and errors")
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="config file (else $REMINDERD_CONFIG, $XDG_CONFIG_HOME/reminderd/config.yaml, "
+        "/etc/reminderd/config.yaml)",
+    )
+    common.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="more detail in logs and errors",
+    )
     parser = argparse.ArgumentParser(
-        prog="reminderd", parents=[common],
+        prog="reminderd",
+        parents=[common],
         description="Never miss a follow-up you promised: commitments from YAML/CSV to calendar "
-                    "alarms and SMS backups.")
+        "alarms and SMS backups.",
+    )
     parser.add_argument("--version", action="version", version=f"reminderd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("validate", parents=[common], help="check config and commitments; list every error")
+    p = sub.add_parser(
+        "validate", parents=[common], help="check config and commitments; list every error"
+    )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("agenda", parents=[common], help="upcoming follow-ups with every alert time")
-    p.add_argument("--days", type=int, default=7, metavar="N", help="how many days ahead (default 7)")
+    p.add_argument(
+        "--days", type=int, default=7, metavar="N", help="how many days ahead (default 7)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output (schema in README)")
     p.set_defaults(func=cmd_agenda)
     p = sub.add_parser("sync", parents=[common], help="one reconcile of the calendar")
     p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
-    p.add_argument("--force", action="store_true", help="allow a sync that deletes most owned events")
+    p.add_argument(
+        "--force", action="store_true", help="allow a sync that deletes most owned events"
+    )
     p.set_defaults(func=cmd_sync)
-    p = sub.add_parser("run", parents=[common], help="the daemon: sync, schedule SMS, watch files, re-sync")
+    p = sub.add_parser(
+        "run", parents=[common], help="the daemon: sync, schedule SMS, watch files, re-sync"
+    )
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("status", parents=[common], help="last sync, last error, next SMS, recent sends")
+    p = sub.add_parser(
+        "status", parents=[common], help="last sync, last error, next SMS, recent sends"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("test-sms", parents=[common], help="send one SMS to check credentials and number")
+    p = sub.add_parser(
+        "test-sms", parents=[common], help="send one SMS to check credentials and number"
+    )
     p.set_defaults(func=cmd_test_sms)
-    p = sub.add_parser("init", parents=[common],
-                       help="write a starter config and commitments file, dated from today")
-    p.add_argument("dir", nargs="?", metavar="DIR",
-                   help="where to write them (default: $XDG_CONFIG_HOME/reminderd/)")
+    p = sub.add_parser(
+        "init",
+        parents=[common],
+        help="write a starter config and commitments file, dated from today",
+    )
+    p.add_argument(
+        "dir",
+        nargs="?",
+        metavar="DIR",
+        help="where to write them (default: $XDG_CONFIG_HOME/reminderd/)",
+    )
     p.add_argument("--force", action="store_true", help="replace files that already exist")
     p.set_defaults(func=cmd_init)
     return parser
@@ -254,8 +310,11 @@ def main(argv: list[str] | None = None, clock: Clock = system_clock) -> int:
     except Exception as exc:  # a bug: say so in one line, details only with -v
         if args.verbose:
             log.exception("internal error")
-        print(f"reminderd: internal error ({type(exc).__name__}); run with -v for details "
-              "and please report it", file=sys.stderr)
+        print(
+            f"reminderd: internal error ({type(exc).__name__}); run with -v for details "
+            "and please report it",
+            file=sys.stderr,
+        )
         return EX_SOFTWARE
 
 

@@ -51,8 +51,10 @@ class SecretRef:
         if self.way == "file" or self.way == "credential":
             base = os.environ.get("CREDENTIALS_DIRECTORY") if self.way == "credential" else None
             if self.way == "credential" and not base:
-                raise SecretError(f"{self.option}: no $CREDENTIALS_DIRECTORY (set LoadCredential= "
-                                  f"in the unit, or use {self.option.split('.')[-1]}_file)")
+                raise SecretError(
+                    f"{self.option}: no $CREDENTIALS_DIRECTORY (set LoadCredential= "
+                    f"in the unit, or use {self.option.split('.')[-1]}_file)"
+                )
             path = Path(base, self.where) if base else Path(self.where)
             try:  # like every file we read: never a FIFO (it would block) or a device (endless)
                 text, problem = read_text(str(path), str(path))
@@ -69,12 +71,16 @@ class SecretRef:
         except InvalidValue as exc:
             raise SecretError(f"{self.option}_command: {exc}") from None
         except FileNotFoundError:
-            raise SecretError(f"{self.option}_command: command '{argv[0]}' not found "
-                              "(give its full path, or check PATH)") from None
+            raise SecretError(
+                f"{self.option}_command: command '{argv[0]}' not found "
+                "(give its full path, or check PATH)"
+            ) from None
         except PermissionError:
             raise SecretError(f"{self.option}_command: '{argv[0]}' is not executable") from None
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SecretError(f"{self.option}: command failed to run ({type(exc).__name__})") from None
+            raise SecretError(
+                f"{self.option}: command failed to run ({type(exc).__name__})"
+            ) from None
         if done.returncode != 0 or not done.stdout.strip():
             raise SecretError(f"{self.option}: command exited {done.returncode} without a value")
         return done.stdout.strip()
@@ -110,6 +116,7 @@ def _int(low: int, high: int) -> Callable[[str], int]:
         if not low <= value <= high:
             raise InvalidValue(f"{value} must be between {low} and {high}")
         return value
+
     return parse
 
 
@@ -128,8 +135,10 @@ def _url(text: str) -> str:
     if not text.startswith(("http://", "https://")):
         raise InvalidValue(f"'{text}' must start with http:// or https://")
     if "@" in text.split("/", 3)[2]:
-        raise InvalidValue("put no user name or password in the URL; use calendar.username and "
-                           "calendar.password_env (or _file, _command, _credential)")
+        raise InvalidValue(
+            "put no user name or password in the URL; use calendar.username and "
+            "calendar.password_env (or _file, _command, _credential)"
+        )
     return text
 
 
@@ -152,15 +161,20 @@ def _encoding(text: str) -> str:
         codecs.lookup(text)
         b"a".decode(text)
     except (LookupError, UnicodeError, ValueError):
-        raise InvalidValue(f"unknown or unusable encoding '{text}' (e.g. utf-8, cp1252, latin-1)") from None
+        raise InvalidValue(
+            f"unknown or unusable encoding '{text}' (e.g. utf-8, cp1252, latin-1)"
+        ) from None
     return text
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
-            raise InvalidValue(f"'{text}' must be one of {', '.join(choices)}{did_you_mean(text, choices)}")
+            raise InvalidValue(
+                f"'{text}' must be one of {', '.join(choices)}{did_you_mean(text, choices)}"
+            )
         return text
+
     return parse
 
 
@@ -180,28 +194,64 @@ SPEC: tuple[Option, ...] = (
     Option("", "timezone", _zone, None, "default zone for commitments (else the system's)"),
     Option("", "phone_region", _region, None, "region for phone numbers written without +country"),
     Option("", "state_dir", _str, None, "state database and embedded calendar storage"),
-    Option("calendar", "url", _url, None, "CalDAV server, principal, home or calendar URL; omit for the embedded server"),
+    Option(
+        "calendar",
+        "url",
+        _url,
+        None,
+        "CalDAV server, principal, home or calendar URL; omit for the embedded server",
+    ),
     Option("calendar", "username", _str, None, "CalDAV user name"),
     Option("calendar", "password", SECRET, None, "CalDAV password"),
     Option("calendar", "name", _str, "Follow-ups", "calendar display name; created if missing"),
     Option("calendar", "verify_tls", parse_bool, True, "check the server's TLS certificate"),
     Option("calendar", "listen", _listen, "127.0.0.1:5232", "embedded server address"),
-    Option("calendar", "sync_interval", parse_duration, timedelta(minutes=10), "daemon re-sync period"),
+    Option(
+        "calendar", "sync_interval", parse_duration, timedelta(minutes=10), "daemon re-sync period"
+    ),
     Option("calendar", "connections", _int(1, 16), 4, "parallel requests during a sync"),
-    Option("sms", "provider", _choice("twilio", "log"), "twilio", "twilio, or log (write SMS to the log only)"),
+    Option(
+        "sms",
+        "provider",
+        _choice("twilio", "log"),
+        "twilio",
+        "twilio, or log (write SMS to the log only)",
+    ),
     Option("sms", "account_sid", SECRET, ("env", "TWILIO_ACCOUNT_SID"), "Twilio account SID"),
     Option("sms", "auth_token", SECRET, ("env", "TWILIO_AUTH_TOKEN"), "Twilio auth token"),
     Option("sms", "api_key_sid", _str, None, "Twilio API key SID (instead of the auth token)"),
     Option("sms", "api_key_secret", SECRET, None, "Twilio API key secret"),
     Option("sms", "from", _str, None, "sender number (E.164)"),
-    Option("sms", "messaging_service_sid", _str, None, "Twilio messaging service (instead of from)"),
+    Option(
+        "sms", "messaging_service_sid", _str, None, "Twilio messaging service (instead of from)"
+    ),
     Option("sms", "to", _str, None, "your mobile number"),
-    Option("sms", "api_url", _url, "https://api.twilio.com", "API base URL (Twilio-compatible providers)"),
-    Option("sms", "quiet_hours", _window, None, "no SMS in this window, except for items due in it"),
-    Option("sms", "late_grace", parse_duration, timedelta(minutes=30), "a missed backup is still sent if at most this late"),
+    Option(
+        "sms",
+        "api_url",
+        _url,
+        "https://api.twilio.com",
+        "API base URL (Twilio-compatible providers)",
+    ),
+    Option(
+        "sms", "quiet_hours", _window, None, "no SMS in this window, except for items due in it"
+    ),
+    Option(
+        "sms",
+        "late_grace",
+        parse_duration,
+        timedelta(minutes=30),
+        "a missed backup is still sent if at most this late",
+    ),
     Option("sms", "digest", lambda t: parse_clock(t, what="digest"), None, "daily agenda SMS time"),
     Option("sms", "max_segments", _int(1, 10), 2, "longest SMS, in segments"),
-    Option("sms", "template", lambda t: check_template(t), None, "message template ({when} {title} {who} {phone} {why} {bring})"),
+    Option(
+        "sms",
+        "template",
+        lambda t: check_template(t),
+        None,
+        "message template ({when} {title} {who} {phone} {why} {bring})",
+    ),
     Option("sms", "rate_per_minute", _int(1, 6000), 60, "most sends per minute"),
     Option("sms", "timeout", parse_duration, timedelta(seconds=15), "HTTP timeout per request"),
 )
@@ -281,16 +331,22 @@ def find_config(explicit: str | None) -> Path:
         candidates = [("$REMINDERD_CONFIG", Path(os.environ["REMINDERD_CONFIG"]))]
     else:
         xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        candidates = [("", Path(xdg, "reminderd", "config.yaml")),
-                      ("", Path("/etc/reminderd/config.yaml"))]
+        candidates = [
+            ("", Path(xdg, "reminderd", "config.yaml")),
+            ("", Path("/etc/reminderd/config.yaml")),
+        ]
     for _, path in candidates:
         if path.exists():  # not only is_file(): read_text says what else it is
             return path
     if candidates[0][0]:
-        raise MissingInputError(f"{candidates[0][1]}: config file not found (from {candidates[0][0]})")
+        raise MissingInputError(
+            f"{candidates[0][1]}: config file not found (from {candidates[0][0]})"
+        )
     looked = ", ".join(str(p) for _, p in candidates)
-    raise MissingInputError(f"no config file found (looked in {looked}); pass --config PATH, "
-                            "e.g. --config config.example.yaml")
+    raise MissingInputError(
+        f"no config file found (looked in {looked}); pass --config PATH, "
+        "e.g. --config config.example.yaml"
+    )
 
 
 def load_config(path: Path) -> Config:
@@ -305,7 +361,9 @@ def load_config(path: Path) -> Config:
     if problem is not None:
         raise ConfigError([problem])
     if not isinstance(root, Map):
-        raise ConfigError([Problem(shown, getattr(root, "line", 1), "the config must be a mapping of options")])
+        raise ConfigError(
+            [Problem(shown, getattr(root, "line", 1), "the config must be a mapping of options")]
+        )
     ctx.check_keys(root, TOP_KEYS, "the config")
     base_dir = path.parent
     values: dict[str, dict[str, Any]] = {"": _section(root, "", ctx, base_dir)}
@@ -334,9 +392,12 @@ def load_config(path: Path) -> Config:
     if not calendar["url"] and isinstance(cal_node, Map) and "listen" in cal_node.items:
         host = calendar["listen"].rpartition(":")[0]
         if not is_loopback(host) and not (calendar["username"] and calendar["password"]):
-            ctx.problem(cal_node.items["listen"][0], f"calendar.listen {calendar['listen']} is beyond "
-                        "loopback: the embedded server then requires authentication; set "
-                        "calendar.username and calendar.password_env (or _file, _credential)")
+            ctx.problem(
+                cal_node.items["listen"][0],
+                f"calendar.listen {calendar['listen']} is beyond "
+                "loopback: the embedded server then requires authentication; set "
+                "calendar.username and calendar.password_env (or _file, _credential)",
+            )
     if ctx.problems:
         raise ConfigError(in_line_order(ctx.problems, [shown]))
     return Config(
@@ -381,17 +442,28 @@ def _section(node: Map, section: str, ctx: FileContext, base: Path) -> dict[str,
     values: dict[str, Any] = {}
     for o in options:
         if o.parse is SECRET:
-            given = [(way, node.items[f"{o.name}_{way}"]) for way in SECRET_WAYS if f"{o.name}_{way}" in node.items]
+            given = [
+                (way, node.items[f"{o.name}_{way}"])
+                for way in SECRET_WAYS
+                if f"{o.name}_{way}" in node.items
+            ]
             if len(given) > 1:
-                ctx.problem(given[1][1][0], f"{where}{o.name}: give only one of "
-                            + ", ".join(f"{o.name}_{w}" for w, _ in given))
+                ctx.problem(
+                    given[1][1][0],
+                    f"{where}{o.name}: give only one of "
+                    + ", ".join(f"{o.name}_{w}" for w, _ in given),
+                )
             if given:
                 way, (_, secret_node) = given[0]
                 key = f"{where}{o.name}_{way}"
                 text = ctx.text(secret_node, key)
                 if text and way == "file":  # like every path in the config: relative to its folder
                     text = os.path.abspath(base / os.path.expanduser(text))
-                elif text and way == "command" and ctx.parsed(secret_node, key, command_words) is None:
+                elif (
+                    text
+                    and way == "command"
+                    and ctx.parsed(secret_node, key, command_words) is None
+                ):
                     text = None  # the problem is recorded; the option stays unset
                 values[o.name] = SecretRef(f"{where}{o.name}", way, text) if text else None
             else:
@@ -415,8 +487,11 @@ def _sources(node: Node | None, base: Path, ctx: FileContext, line: int) -> list
             entry: dict[str, Any] = {"path": ctx.text(item, "commitments")}
         elif isinstance(item, Map):
             ctx.check_keys(item, SOURCE_KEYS, "a commitments entry")
-            entry = {k: ctx.text(item.get(k), k) for k in SOURCE_KEYS
-                     if k not in ("columns", "delimiter", "values")}
+            entry = {
+                k: ctx.text(item.get(k), k)
+                for k in SOURCE_KEYS
+                if k not in ("columns", "delimiter", "values")
+            }
             entry["columns"] = _columns(item.get("columns"), ctx)
             entry["values"] = _values(item.get("values"), ctx)
             if entry["timezone"]:
@@ -425,8 +500,14 @@ def _sources(node: Node | None, base: Path, ctx: FileContext, line: int) -> list
                 ctx.parsed(item.get("encoding"), "encoding", _encoding)
             delimiter = item.get("delimiter")
             if delimiter is not None:  # read unstripped: a tab or a space is a fine delimiter
-                if not isinstance(delimiter, Scalar) or len(delimiter.text) != 1 or delimiter.text in "\"\r\n":
-                    ctx.problem(delimiter.line, "delimiter must be one character, like ';' or a tab")
+                if (
+                    not isinstance(delimiter, Scalar)
+                    or len(delimiter.text) != 1
+                    or delimiter.text in '"\r\n'
+                ):
+                    ctx.problem(
+                        delimiter.line, "delimiter must be one character, like ';' or a tab"
+                    )
                 else:
                     entry["delimiter"] = delimiter.text
         else:
@@ -439,21 +520,32 @@ def _sources(node: Node | None, base: Path, ctx: FileContext, line: int) -> list
         full = Path(os.path.expanduser(raw))
         full = full if full.is_absolute() else base / full
         suffix = full.suffix.lower()
-        kind = "csv" if suffix in (".csv", ".tsv") else "yaml" if suffix in (".yaml", ".yml") else ""
+        kind = (
+            "csv" if suffix in (".csv", ".tsv") else "yaml" if suffix in (".yaml", ".yml") else ""
+        )
         if not kind:
             ctx.problem(item.line, f"'{raw}': use a .yaml, .yml or .csv file")
             continue
         csv_only = [key for key in ("columns", "date_format", "values") if entry.get(key)]
         if kind == "yaml" and csv_only:
-            ctx.problem(item.line, f"'{raw}': {' and '.join(csv_only)} "
-                        f"appl{'y' if len(csv_only) > 1 else 'ies'} to CSV files only")
-        specs.append(SourceSpec(
-            path=full, shown=raw if not os.path.isabs(raw) else str(full), kind=kind,
-            columns=entry.get("columns"), date_format=entry.get("date_format"),
-            encoding=entry.get("encoding") or "utf-8",
-            delimiter=entry.get("delimiter") or ("\t" if suffix == ".tsv" else ","),
-            timezone=entry.get("timezone"), values=entry.get("values"),
-        ))
+            ctx.problem(
+                item.line,
+                f"'{raw}': {' and '.join(csv_only)} "
+                f"appl{'y' if len(csv_only) > 1 else 'ies'} to CSV files only",
+            )
+        specs.append(
+            SourceSpec(
+                path=full,
+                shown=raw if not os.path.isabs(raw) else str(full),
+                kind=kind,
+                columns=entry.get("columns"),
+                date_format=entry.get("date_format"),
+                encoding=entry.get("encoding") or "utf-8",
+                delimiter=entry.get("delimiter") or ("\t" if suffix == ".tsv" else ","),
+                timezone=entry.get("timezone"),
+                values=entry.get("values"),
+            )
+        )
     return specs
 
 
@@ -461,13 +553,18 @@ def _columns(node: Node | None, ctx: FileContext) -> dict[str, str] | None:
     if node is None:
         return None
     if not isinstance(node, Map):
-        ctx.problem(node.line, "'columns' maps our keys to the export's headers, e.g. {title: Subject}")
+        ctx.problem(
+            node.line, "'columns' maps our keys to the export's headers, e.g. {title: Subject}"
+        )
         return None
     ctx.check_keys(node, CSV_COLUMNS, "columns")
     for key in ("title", "when"):
         if key not in node.items:
-            ctx.problem(node.line, f"columns: no column is mapped to '{key}' (e.g. {key}: \"Their header\"); "
-                        "with a mapping only mapped columns are read")
+            ctx.problem(
+                node.line,
+                f"columns: no column is mapped to '{key}' (e.g. {key}: \"Their header\"); "
+                "with a mapping only mapped columns are read",
+            )
     mapped = {key: ctx.text(value, f"columns.{key}") for key, (_, value) in node.items.items()}
     return {k: v for k, v in mapped.items() if v}
 
@@ -482,20 +579,26 @@ def _values(node: Node | None, ctx: FileContext) -> dict[str, dict[str, str]] | 
     if node is None or (isinstance(node, Scalar) and node.is_null):
         return None
     if not isinstance(node, Map):
-        ctx.problem(node.line, "'values' maps the export's words to ours, e.g. "
-                    "{status: {Completed: done}}")
+        ctx.problem(
+            node.line, "'values' maps the export's words to ours, e.g. {status: {Completed: done}}"
+        )
         return None
     choices = {"channel": CHANNELS, "status": tuple(s.value for s in Status)}
     found: dict[str, dict[str, str]] = {}
     for name, (line, words) in node.items.items():
         if name not in ENUM_KEYS:
-            why = f"values: '{name}' has no fixed values to map" if name in CSV_COLUMNS else \
-                f"unknown key '{name}' in values{did_you_mean(name, ENUM_KEYS)}"
+            why = (
+                f"values: '{name}' has no fixed values to map"
+                if name in CSV_COLUMNS
+                else f"unknown key '{name}' in values{did_you_mean(name, ENUM_KEYS)}"
+            )
             ctx.problem(line, f"{why}; only {' and '.join(ENUM_KEYS)} can be mapped")
             continue
         if not isinstance(words, Map):
-            ctx.problem(words.line, f"values.{name} maps the export's words to ours, "
-                        f"e.g. {_VALUE_EXAMPLES[name]}")
+            ctx.problem(
+                words.line,
+                f"values.{name} maps the export's words to ours, e.g. {_VALUE_EXAMPLES[name]}",
+            )
             continue
         mapping: dict[str, str] = {}
         seen: dict[str, tuple[str, int]] = {}
@@ -503,8 +606,11 @@ def _values(node: Node | None, ctx: FileContext) -> dict[str, dict[str, str]] | 
             folded = word.strip().casefold()
             if folded in seen:
                 other, other_line = seen[folded]
-                ctx.problem(word_line, f"values.{name}: '{word}' is also given as '{other}' "
-                            f"(line {other_line}); words are matched without regard to case")
+                ctx.problem(
+                    word_line,
+                    f"values.{name}: '{word}' is also given as '{other}' "
+                    f"(line {other_line}); words are matched without regard to case",
+                )
                 continue
             seen[folded] = (word, word_line)
             ours = ctx.text(target, f"values.{name}.{word}")
@@ -513,8 +619,11 @@ def _values(node: Node | None, ctx: FileContext) -> dict[str, dict[str, str]] | 
             match = next((c for c in choices[name] if ours and c == ours.casefold()), None)
             if match is None:
                 shown = f"'{ours}'" if ours else "nothing"
-                ctx.problem(target.line, f"values.{name}: '{word}' maps to {shown}; use one of "
-                            f"{', '.join(choices[name])}{did_you_mean(ours or '', choices[name])}")
+                ctx.problem(
+                    target.line,
+                    f"values.{name}: '{word}' maps to {shown}; use one of "
+                    f"{', '.join(choices[name])}{did_you_mean(ours or '', choices[name])}",
+                )
                 continue
             mapping[folded] = match
         found[name] = mapping
@@ -547,7 +656,7 @@ def _state_dir(given: str | None, base: Path) -> Path:
     if os.environ.get("STATE_DIRECTORY"):  # systemd's StateDirectory=
         return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
     if base == SYSTEM_CONFIG_DIR:  # the system service's config: its StateDirectory, also when
-        return SYSTEM_STATE_DIR     # `status` is run by hand (no $STATE_DIRECTORY then)
+        return SYSTEM_STATE_DIR  # `status` is run by hand (no $STATE_DIRECTORY then)
     xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(xdg, "reminderd")
 

@@ -123,8 +123,9 @@ class SmsError(ReminderdError):
 
     exit_code = EX_FAILURE
 
-    def __init__(self, message: str, *, permanent: bool, code: int | None = None,
-                 status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, code: int | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code

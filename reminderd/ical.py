@@ -57,10 +57,25 @@ def content_hash(touch: Touch) -> str:
     """Hash of everything that shapes the rendered event (but not SMS offsets)."""
     c = touch.commitment
     parts = (
-        RENDER_VERSION, touch.key, c.title, touch.start.isoformat(), c.zone_name,
-        str(c.duration), c.channel, c.contact.name, c.contact.company, c.contact.phone,
-        c.contact.email, touch.purpose, c.agenda, c.questions, c.bring, c.next_step,
-        tuple(format_offset(a) for a in c.alarms), c.tags, c.status.value,
+        RENDER_VERSION,
+        touch.key,
+        c.title,
+        touch.start.isoformat(),
+        c.zone_name,
+        str(c.duration),
+        c.channel,
+        c.contact.name,
+        c.contact.company,
+        c.contact.phone,
+        c.contact.email,
+        touch.purpose,
+        c.agenda,
+        c.questions,
+        c.bring,
+        c.next_step,
+        tuple(format_offset(a) for a in c.alarms),
+        c.tags,
+        c.status.value,
     )
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
@@ -191,7 +206,10 @@ def _vtimezone_for(zone: ZoneInfo, instants: list[datetime]) -> icalendar.Timezo
 
 
 def render(touch: Touch, stamp: datetime | None = None) -> bytes:
-    """The VCALENDAR for one touch: VTIMEZONE (unless in UTC), VEVENT, one VALARM per alarm offset."""
+    """The VCALENDAR for one touch.
+
+    VTIMEZONE (unless in UTC), VEVENT, one VALARM per alarm offset.
+    """
     c = touch.commitment
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
@@ -226,7 +244,9 @@ def render(touch: Touch, stamp: datetime | None = None) -> bytes:
 
 
 _UNFOLD = re.compile(rb"\r?\n[ \t]")
-_LINE = re.compile(rb"^(UID|X-REMINDERD-KEY|X-REMINDERD-HASH)(?:;[^:\r\n]*)?:([^\r\n]*)", re.M | re.I)
+_LINE = re.compile(
+    rb"^(UID|X-REMINDERD-KEY|X-REMINDERD-HASH)(?:;[^:\r\n]*)?:([^\r\n]*)", re.M | re.I
+)
 
 
 def ownership(data: bytes) -> tuple[str, str | None] | None:

@@ -18,18 +18,28 @@ def setup_logging(verbose: bool = False) -> None:
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                               "%Y-%m-%d %H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+            )
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("reminderd").setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("radicale").setLevel(logging.ERROR)  # its auth=none warning is expected on loopback
+    logging.getLogger("radicale").setLevel(
+        logging.ERROR
+    )  # its auth=none warning is expected on loopback
 
 
 class _JournalFormatter(logging.Formatter):
-    _PRIORITY: ClassVar[dict[int, int]] = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-                 logging.CRITICAL: 2}
+    _PRIORITY: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+        logging.CRITICAL: 2,
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         return f"<{self._PRIORITY.get(record.levelno, 6)}>{super().format(record)}"

@@ -154,13 +154,15 @@ def touches(commitment: Commitment) -> tuple[Touch, ...]:
     return tuple(result)
 
 
-def upcoming(commitments: Iterable[Commitment], since: datetime,
-             until: datetime) -> list[Touch]:
+def upcoming(commitments: Iterable[Commitment], since: datetime, until: datetime) -> list[Touch]:
     """Touches of open commitments starting in [since, until), in time order."""
     # in UTC: two times in the same zone compare by wall clock, wrong inside a DST fold
     low, high = since.astimezone(UTC), until.astimezone(UTC)
     found = [
-        t for c in commitments if c.active for t in touches(c)
+        t
+        for c in commitments
+        if c.active
+        for t in touches(c)
         if low <= t.start.astimezone(UTC) < high
     ]
     found.sort(key=lambda t: (t.start.astimezone(UTC), t.key))

@@ -12,13 +12,19 @@ import random
 MAX_BACKOFF = 300.0  # seconds: never wait longer than this between tries
 
 
-def backoff(attempt: int, *, base: float, cap: float = MAX_BACKOFF, jitter: float = 0.2,
-            rnd: random.Random | None = None) -> float:
+def backoff(
+    attempt: int,
+    *,
+    base: float,
+    cap: float = MAX_BACKOFF,
+    jitter: float = 0.2,
+    rnd: random.Random | None = None,
+) -> float:
     """Seconds to wait before try `attempt + 1` (attempt 0: the first retry waits about `base`).
 
     `base * 2**attempt`, at most `cap`, times a factor drawn from [1 - jitter, 1 + jitter].
     """
     exponent = min(max(attempt, 0), 64)  # 2**64 s is already past any cap
-    delay = min(cap, base * 2.0 ** exponent)
+    delay = min(cap, base * 2.0**exponent)
     factor = (rnd or random).uniform(1.0 - jitter, 1.0 + jitter)
     return delay * factor

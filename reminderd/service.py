@@ -52,7 +52,9 @@ if TYPE_CHECKING:
     from .sync.engine import SyncResult
 
 log = logging.getLogger(__name__)
-FULL_CHECK_EVERY = 6  # periodic syncs; every 6th lists the whole calendar (cheap drift check otherwise)
+FULL_CHECK_EVERY = (
+    6  # periodic syncs; every 6th lists the whole calendar (cheap drift check otherwise)
+)
 STATE_CHECK = 5.0  # seconds between checks that the state dir is still the one we opened
 STOP_SYNC_WAIT = 10.0  # on SIGTERM, a sync in flight gets this long to finish its current write
 
@@ -67,7 +69,9 @@ class Daemon:
     def __init__(self, config_path: Path, clock: Clock = system_clock) -> None:
         self.config_path = config_path
         self.clock = clock
-        self.events: queue.SimpleQueue[str] = queue.SimpleQueue()  # put() is safe from a signal handler
+        self.events: queue.SimpleQueue[str] = (
+            queue.SimpleQueue()
+        )  # put() is safe from a signal handler
         self.notifier = Notifier()
         self.current: _Loaded | None = None  # the last good config and commitments
         self.worker: SyncWorker | None = None
@@ -98,8 +102,10 @@ class Daemon:
             loaded = self._load(config)
             self.current = _Loaded(config, loaded)
             if loaded is None:
-                log.error("starting without commitments: fix the errors above; until then the "
-                          "calendar is left untouched and already queued SMS still go out")
+                log.error(
+                    "starting without commitments: fix the errors above; until then the "
+                    "calendar is left untouched and already queued SMS still go out"
+                )
             self._start_calendar(config)
             self._start_sms(config)
             self._announce(config)
@@ -132,16 +138,26 @@ class Daemon:
             if event == "reload":
                 try:
                     self._reload()
-                except ReminderdError as exc:  # e.g. the state cannot be written: say so, keep going
-                    log.error("reload failed (%s); keeping the running configuration and commitments", exc)
-                except Exception:  # never let one bad reload end the daemon: keep the last good state
-                    log.exception("reload failed; keeping the running configuration and commitments")
+                except (
+                    ReminderdError
+                ) as exc:  # e.g. the state cannot be written: say so, keep going
+                    log.error(
+                        "reload failed (%s); keeping the running configuration and commitments", exc
+                    )
+                except (
+                    Exception
+                ):  # never let one bad reload end the daemon: keep the last good state
+                    log.exception(
+                        "reload failed; keeping the running configuration and commitments"
+                    )
             if time.monotonic() >= next_resync:
                 periodic += 1
                 # every FULL_CHECK_EVERY-th lists the whole calendar: catches any drift
                 self._sync_soon(full_check=periodic % FULL_CHECK_EVERY == 0)
                 assert self.current is not None
-                next_resync = time.monotonic() + self.current.config.calendar.sync_interval.total_seconds()
+                next_resync = (
+                    time.monotonic() + self.current.config.calendar.sync_interval.total_seconds()
+                )
 
     def _sync_soon(self, full_check: bool = False) -> None:
         if self.worker is not None:
@@ -206,10 +222,15 @@ class Daemon:
         if loaded.problems:
             for problem in loaded.problems:
                 log.error("%s", mask_numbers(str(problem)))
-            log.error("%d problem(s): keeping the last good commitments until the files are fixed",
-                      len(loaded.problems))
-            self._record_error("input", f"{len(loaded.problems)} input problem(s), first: "
-                               f"{mask_numbers(str(loaded.problems[0]))}")
+            log.error(
+                "%d problem(s): keeping the last good commitments until the files are fixed",
+                len(loaded.problems),
+            )
+            self._record_error(
+                "input",
+                f"{len(loaded.problems)} input problem(s), first: "
+                f"{mask_numbers(str(loaded.problems[0]))}",
+            )
             return None
         self._clear_error("input")
         log.info("loaded: %s", summary(loaded.commitments, loaded.files, config.sms is not None))
@@ -228,9 +249,14 @@ class Daemon:
         if commitments is None:
             return
         old = self.current.config
-        if (config.calendar.url, config.calendar.listen, config.state_dir) != \
-                (old.calendar.url, old.calendar.listen, old.state_dir):
-            log.warning("calendar.url, calendar.listen and state_dir take effect at the next restart")
+        if (config.calendar.url, config.calendar.listen, config.state_dir) != (
+            old.calendar.url,
+            old.calendar.listen,
+            old.state_dir,
+        ):
+            log.warning(
+                "calendar.url, calendar.listen and state_dir take effect at the next restart"
+            )
             config = _keep_runtime(config, old)
         if config.sms != old.sms or config.timezone != old.timezone:
             try:
@@ -303,14 +329,21 @@ class Daemon:
         return self._db
 
     def _make_scheduler(self, config: Config) -> SmsScheduler:
-        """A scheduler for these SMS settings, not started; raises (secrets, ...) before any change."""
+        """A scheduler for these SMS settings, not started.
+
+        Raises (secrets, ...) before anything changes.
+        """
         from .sms.factory import make_dispatcher
         from .sms.scheduler import SmsScheduler
 
         assert config.sms is not None
         dispatcher = make_dispatcher(config, self.db, clock=self.clock)
-        return SmsScheduler(dispatcher, get_zone(config.timezone), config.sms.digest,
-                            lambda: self.current.commitments if self.current else None)
+        return SmsScheduler(
+            dispatcher,
+            get_zone(config.timezone),
+            config.sms.digest,
+            lambda: self.current.commitments if self.current else None,
+        )
 
     def _start_sms(self, config: Config, scheduler: SmsScheduler | None = None) -> None:
         if config.sms is None:
@@ -318,7 +351,9 @@ class Daemon:
             return
         scheduler = scheduler or self._make_scheduler(config)
         if self.current is not None and self.current.commitments is not None:
-            scheduler.dispatcher.replan(self.current.commitments)  # an empty list too: it cancels what is gone
+            scheduler.dispatcher.replan(
+                self.current.commitments
+            )  # an empty list too: it cancels what is gone
         self.scheduler = scheduler
         scheduler.start()
 
@@ -343,24 +378,43 @@ class Daemon:
         soon = upcoming(commitments, now, now + timedelta(days=7))
         for t in soon[:10]:
             alerts = ", ".join(f"{a.kind.value} {a.at.strftime('%a %H:%M')}" for a in t.alerts)
-            log.info("next: %s %s (%s)", t.start.strftime("%a %d %b %H:%M %Z"), t.commitment.title, alerts)
+            log.info(
+                "next: %s %s (%s)",
+                t.start.strftime("%a %d %b %H:%M %Z"),
+                t.commitment.title,
+                alerts,
+            )
         if self.embedded is not None:
-            log.info("embedded calendar server on %s (user %s); the calendar URL follows the first sync",
-                     self.embedded.url, self.embedded.username)
+            log.info(
+                "embedded calendar server on %s (user %s); the calendar URL follows the first sync",
+                self.embedded.url,
+                self.embedded.username,
+            )
         if self.scheduler is not None:
             nxt = self.scheduler.next_send()
             zone = get_zone(config.timezone)
-            log.info("next SMS: %s", nxt.astimezone(zone).strftime("%a %d %b %H:%M %Z") if nxt else "none pending")
+            log.info(
+                "next SMS: %s",
+                nxt.astimezone(zone).strftime("%a %d %b %H:%M %Z") if nxt else "none pending",
+            )
 
     def _status_line(self) -> str:
         n = len(self.current.commitments or ()) if self.current else 0
         nxt = self.scheduler.next_send() if self.scheduler is not None else None
         zone = get_zone(self.current.config.timezone) if self.current else UTC
-        return f"{n} commitments" + (f"; next SMS {nxt.astimezone(zone).strftime('%a %H:%M')}" if nxt else "")
+        return f"{n} commitments" + (
+            f"; next SMS {nxt.astimezone(zone).strftime('%a %H:%M')}" if nxt else ""
+        )
 
     def _set_daemon_state(self, state: str) -> None:
-        self.db.set(META_DAEMON, {"state": state, "pid": os.getpid(),
-                                  "since": self.clock().isoformat(timespec="seconds")})
+        self.db.set(
+            META_DAEMON,
+            {
+                "state": state,
+                "pid": os.getpid(),
+                "since": self.clock().isoformat(timespec="seconds"),
+            },
+        )
 
     def _record_error(self, area: str, message: str) -> None:
         """Best effort: a state that cannot be written (disk full) is logged, never fatal here."""
@@ -385,9 +439,14 @@ class Daemon:
         except OSError:
             same_db = False
         if not (same_db and self.lock.still_ours()):
-            log.critical("the state dir %s was deleted or replaced while running; stopping so "
-                         "that a restart opens a fresh one", self.db.path.parent)
-            raise StateGone(f"state dir {self.db.path.parent} was deleted or replaced while running")
+            log.critical(
+                "the state dir %s was deleted or replaced while running; stopping so "
+                "that a restart opens a fresh one",
+                self.db.path.parent,
+            )
+            raise StateGone(
+                f"state dir {self.db.path.parent} was deleted or replaced while running"
+            )
 
 
 def _keep_runtime(new: Config, old: Config) -> Config:

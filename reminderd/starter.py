@@ -61,7 +61,11 @@ commitments:
     title: Call Alex at ACME about the contract
     when: {first}
     channel: call
-    contact: {{name: Alex Valassidis, company: ACME, phone: "+30 21 0123 4567", email: alex@acme.example}}
+    contact:
+      name: Alex Valassidis
+      company: ACME
+      phone: "+30 21 0123 4567"
+      email: alex@acme.example
     purpose: He asked me to call back today to settle the payment terms
     bring: [Contract PDF, Payment schedule]
     questions: [Who signs on their side?]
@@ -127,8 +131,9 @@ def plan_dates(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime, datet
     return first, second, third
 
 
-def write_starter(directory: Path, now: datetime, *, force: bool = False,
-                  zone_name: str | None = None) -> Written:
+def write_starter(
+    directory: Path, now: datetime, *, force: bool = False, zone_name: str | None = None
+) -> Written:
     """Write config.yaml and commitments.yaml into `directory`; WouldOverwrite unless `force`."""
     zone_name = zone_name or system_zone_name()
     zone = get_zone(zone_name)
@@ -136,12 +141,19 @@ def write_starter(directory: Path, now: datetime, *, force: bool = False,
     existing = [p for p in (config, commitments) if p.exists()]
     if existing and not force:
         names = " and ".join(str(p) for p in existing)
-        raise WouldOverwrite(f"{names} already exist{'s' if len(existing) == 1 else ''}; "
-                             "nothing written (use --force to replace them)")
+        raise WouldOverwrite(
+            f"{names} already exist{'s' if len(existing) == 1 else ''}; "
+            "nothing written (use --force to replace them)"
+        )
     first, second, third = plan_dates(now, zone)
     today = now.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-    values = {"today": today, "zone": zone_name, "first": _wall(first), "second": _wall(second),
-              "third": _wall(third)}
+    values = {
+        "today": today,
+        "zone": zone_name,
+        "first": _wall(first),
+        "second": _wall(second),
+        "third": _wall(third),
+    }
     directory.mkdir(parents=True, exist_ok=True)
     for path, template in ((commitments, COMMITMENTS), (config, CONFIG)):
         _write_atomic(path, template.format(**values))

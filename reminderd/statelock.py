@@ -30,8 +30,10 @@ def _create(path: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise StateError(f"state dir {path.parent}: cannot create {path.name} "
-                         f"({exc.strerror or type(exc).__name__})") from None
+        raise StateError(
+            f"state dir {path.parent}: cannot create {path.name} "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def _open_existing(path: Path) -> int | None:
@@ -77,9 +79,11 @@ class DaemonLock:
             pid = _pid_in(fd)
             os.close(fd)
             who = f"PID {pid}" if pid else "another process"
-            raise AlreadyRunning(f"another reminderd daemon ({who}) is running on the state dir "
-                                 f"{self.path.parent}; stop it first, or give this config its own "
-                                 "state_dir")
+            raise AlreadyRunning(
+                f"another reminderd daemon ({who}) is running on the state dir "
+                f"{self.path.parent}; stop it first, or give this config its own "
+                "state_dir"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -121,8 +125,10 @@ def sync_lock(state_dir: Path, wait: float, on_wait: str | None = None) -> Itera
         said = False
         while not _try_lock(fd):
             if time.monotonic() >= deadline:
-                raise LockTimeout(f"another sync of this calendar (the running daemon's) did not "
-                                  f"finish within {wait:.0f} s; try again later")
+                raise LockTimeout(
+                    f"another sync of this calendar (the running daemon's) did not "
+                    f"finish within {wait:.0f} s; try again later"
+                )
             if on_wait and not said:
                 import sys
 

@@ -34,7 +34,9 @@ class Status:
     recent_sends: list[dict[str, Any]] = field(default_factory=list)
 
 
-def gather(state_dir: Any, db: StateStore | None, zone: ZoneInfo, sms: str, sms_to: str | None) -> Status:
+def gather(
+    state_dir: Any, db: StateStore | None, zone: ZoneInfo, sms: str, sms_to: str | None
+) -> Status:
     """Read what the daemon and earlier commands recorded; `db` None: no state yet."""
     from .sms.outbox import Outbox
 
@@ -53,13 +55,26 @@ def gather(state_dir: Any, db: StateStore | None, zone: ZoneInfo, sms: str, sms_
         errors=[dict(e, at=_local(e.get("at"), zone) or "") for e in current_errors(db)],
         sms=sms,
         sms_to=sms_to,
-        next_sms=[{"key": r.key, "at": _local(r.next_try.isoformat(), zone), "kind": r.kind,
-                   "title": r.payload.get("title")}
-                  for r in outbox.due(datetime.max.replace(tzinfo=UTC), limit=1)],
+        next_sms=[
+            {
+                "key": r.key,
+                "at": _local(r.next_try.isoformat(), zone),
+                "kind": r.kind,
+                "title": r.payload.get("title"),
+            }
+            for r in outbox.due(datetime.max.replace(tzinfo=UTC), limit=1)
+        ],
         sms_counts=outbox.counts(),
-        recent_sends=[{"key": r.key, "status": r.status, "sid": r.sid, "error": r.error,
-                       "at": _local(r.started_at.isoformat(), zone) if r.started_at else None}
-                      for r in outbox.recent(10)],
+        recent_sends=[
+            {
+                "key": r.key,
+                "status": r.status,
+                "sid": r.sid,
+                "error": r.error,
+                "at": _local(r.started_at.isoformat(), zone) if r.started_at else None,
+            }
+            for r in outbox.recent(10)
+        ],
     )
 
 
@@ -74,7 +89,11 @@ def render_json(s: Status) -> dict[str, Any]:
         "version": JSON_VERSION,
         "state_dir": s.state_dir,
         "state": "present" if s.has_state else "none yet",
-        "daemon": {"running": s.daemon_pid is not None, "pid": s.daemon_pid, "since": s.daemon_since},
+        "daemon": {
+            "running": s.daemon_pid is not None,
+            "pid": s.daemon_pid,
+            "since": s.daemon_since,
+        },
         "last_sync": s.last_sync,
         "errors": s.errors,
         "sms": s.sms,
@@ -91,16 +110,23 @@ def _short(stamp: str | None) -> str:
 
 
 def render_text(s: Status) -> str:
-    lines = [f"state:      {s.state_dir}" + ("" if s.has_state else " (none yet: reminderd has not run "
-                                                                  "with this config)")]
+    lines = [
+        f"state:      {s.state_dir}"
+        + ("" if s.has_state else " (none yet: reminderd has not run with this config)")
+    ]
     if s.daemon_pid is None:
         lines.append("daemon:     not running")
     else:
         pid = f"PID {s.daemon_pid}" if s.daemon_pid > 0 else "PID unknown"
-        lines.append(f"daemon:     running ({pid})" + (f" since {_short(s.daemon_since)}" if s.daemon_since else ""))
+        lines.append(
+            f"daemon:     running ({pid})"
+            + (f" since {_short(s.daemon_since)}" if s.daemon_since else "")
+        )
     last = s.last_sync or {}
-    lines.append(f"last sync:  {_short(last.get('at')) if last else 'never'}"
-                 + (f" ({last['result']})" if last.get("result") else ""))
+    lines.append(
+        f"last sync:  {_short(last.get('at')) if last else 'never'}"
+        + (f" ({last['result']})" if last.get("result") else "")
+    )
     if not s.errors:
         lines.append("last error: none")
     for e in s.errors:
@@ -111,6 +137,8 @@ def render_text(s: Status) -> str:
     counts = ", ".join(f"{n} {st}" for st, n in sorted(s.sms_counts.items()))
     lines.append(f"sms counts: {counts or 'none'}")
     for r in s.recent_sends:
-        lines.append(f"  {r['status']:11s} {_short(r['at']):25s} {r['key']}"
-                     + (f"  {r['error']}" if r["error"] else ""))
+        lines.append(
+            f"  {r['status']:11s} {_short(r['at']):25s} {r['key']}"
+            + (f"  {r['error']}" if r["error"] else "")
+        )
     return "\n".join(lines) + "\n"

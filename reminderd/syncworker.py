@@ -93,8 +93,9 @@ class SyncWorker:
                 if self._full_check:
                     self._full_check = False
                     forget_sync_markers(self.db)
-                result, url = sync_once(config, self.db, commitments, progress=None, serve=False,
-                                        clock=self.clock)
+                result, url = sync_once(
+                    config, self.db, commitments, progress=None, serve=False, clock=self.clock
+                )
         except MassDeleteRefused as exc:
             log.error("%s", exc)
             self.report.failed(str(exc), retrying=False)

@@ -41,7 +41,9 @@ def parse_offset(text: str) -> timedelta:
             raise InvalidValue(f"offset '{text}' has no unit; {OFFSET_HELP}")
         raise InvalidValue(f"bad offset '{text}'; {OFFSET_HELP}")
     parts = {k: int(match.group(k) or 0) for k in "wdhms"}
-    seconds = (((parts["w"] * 7 + parts["d"]) * 24 + parts["h"]) * 60 + parts["m"]) * 60 + parts["s"]
+    seconds = (((parts["w"] * 7 + parts["d"]) * 24 + parts["h"]) * 60 + parts["m"]) * 60 + parts[
+        "s"
+    ]
     if seconds > MAX_OFFSET.total_seconds():  # checked before timedelta() can overflow
         raise InvalidValue(f"offset '{text}' is more than a year; {OFFSET_HELP}")
     delta = timedelta(seconds=seconds)
@@ -58,8 +60,13 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     try:
         delta = parse_offset(raw)
     except InvalidValue as exc:
-        reason = "has no unit" if "no unit" in str(exc) else "is more than a year" \
-            if "more than a year" in str(exc) else "is not a length of time"
+        reason = (
+            "has no unit"
+            if "no unit" in str(exc)
+            else "is more than a year"
+            if "more than a year" in str(exc)
+            else "is not a length of time"
+        )
         raise InvalidValue(f"{what} '{text}' {reason}; {help_}") from None
     if delta <= timedelta(0):
         raise InvalidValue(f"{what} '{text}' must be longer than zero")
@@ -76,7 +83,9 @@ def format_offset(delta: timedelta) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    body = "".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n)
+    body = "".join(
+        f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n
+    )
     return sign + body
 
 
@@ -93,15 +102,34 @@ def get_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidValue(f"unknown time zone '{name}'{did_you_mean(name, _all_zones())}") from None
+        raise InvalidValue(
+            f"unknown time zone '{name}'{did_you_mean(name, _all_zones())}"
+        ) from None
 
 
 # tzdata's names for UTC itself (links to Etc/UTC and Etc/GMT), not places that use UTC+0
-UTC_ZONES = frozenset({
-    "UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu",
-    "GMT", "Etc/GMT", "GMT0", "Etc/GMT0", "GMT+0", "Etc/GMT+0", "GMT-0", "Etc/GMT-0",
-    "Greenwich", "Etc/Greenwich",
-})
+UTC_ZONES = frozenset(
+    {
+        "UTC",
+        "Etc/UTC",
+        "UCT",
+        "Etc/UCT",
+        "Universal",
+        "Etc/Universal",
+        "Zulu",
+        "Etc/Zulu",
+        "GMT",
+        "Etc/GMT",
+        "GMT0",
+        "Etc/GMT0",
+        "GMT+0",
+        "Etc/GMT+0",
+        "GMT-0",
+        "Etc/GMT-0",
+        "Greenwich",
+        "Etc/Greenwich",
+    }
+)
 
 
 def is_utc_zone(name: str) -> bool:
@@ -139,7 +167,9 @@ def parse_when(text: str, zone: ZoneInfo, date_format: str | None = None) -> dat
         try:
             parsed = datetime.strptime(raw, date_format)
         except ValueError:
-            raise InvalidValue(f"when '{text}' does not match the date format '{date_format}'") from None
+            raise InvalidValue(
+                f"when '{text}' does not match the date format '{date_format}'"
+            ) from None
     else:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
             raise InvalidValue(f"when '{text}' has no time of day; {_WHEN_HELP}")
@@ -174,10 +204,11 @@ def localize(naive: datetime, zone: ZoneInfo, *, shown: str | None = None) -> da
             f"{naive.strftime('%Y-%m-%dT%H:%M')}{_fmt_utcoffset(first)} "
             f"(= {later.strftime('%H:%M')} local)"
         )
+    wall = naive.strftime("%Y-%m-%dT%H:%M")
     raise InvalidValue(
         f"when '{shown}' is ambiguous in {zone.key}: it happens twice when the clocks go back "
-        f"(DST fold); write the UTC offset: {naive.strftime('%Y-%m-%dT%H:%M')}{_fmt_utcoffset(first)} "
-        f"(first) or {naive.strftime('%Y-%m-%dT%H:%M')}{_fmt_utcoffset(second)} (second)"
+        f"(DST fold); write the UTC offset: {wall}{_fmt_utcoffset(first)} "
+        f"(first) or {wall}{_fmt_utcoffset(second)} (second)"
     )
 
 
@@ -291,14 +322,20 @@ class ZoneRules:
     changes: tuple[tuple[Transition, YearlyRule | None], ...]
 
 
-_SCAN_STEP = timedelta(days=3)  # the shortest summer time in tzdata since 1968: a week (Brazil 2000)
-_RULE_YEARS = range(2039, 2067)  # past tzdata's tables (2037): each zone's own rule, a 28-year cycle
+_SCAN_STEP = timedelta(
+    days=3
+)  # the shortest summer time in tzdata since 1968: a week (Brazil 2000)
+_RULE_YEARS = range(
+    2039, 2067
+)  # past tzdata's tables (2037): each zone's own rule, a 28-year cycle
 
 
 def zone_state(zone: ZoneInfo, at: datetime) -> ZoneState:
     """What `zone`'s clocks say at the aware instant `at`."""
     local = at.astimezone(zone)
-    return ZoneState(local.utcoffset() or timedelta(0), local.dst() or timedelta(0), local.tzname() or "")
+    return ZoneState(
+        local.utcoffset() or timedelta(0), local.dst() or timedelta(0), local.tzname() or ""
+    )
 
 
 @functools.lru_cache(maxsize=8192)
@@ -324,7 +361,9 @@ def _year_transitions(zone: ZoneInfo, year: int) -> tuple[Transition, ...]:
 def zone_transitions(zone: ZoneInfo, first_year: int, last_year: int) -> tuple[Transition, ...]:
     """Every change of `zone`'s clocks from Jan 1 `first_year` to Jan 1 `last_year`+1 (UTC)."""
     last_year = min(last_year, date.max.year - 1)  # Jan 1 of the year after must exist
-    return tuple(t for year in range(first_year, last_year + 1) for t in _year_transitions(zone, year))
+    return tuple(
+        t for year in range(first_year, last_year + 1) for t in _year_transitions(zone, year)
+    )
 
 
 def _fit_rule(onsets: list[datetime]) -> YearlyRule | None:
@@ -336,8 +375,11 @@ def _fit_rule(onsets: list[datetime]) -> YearlyRule | None:
     candidates: list[YearlyRule] = []
     if len({o.weekday() for o in onsets}) == 1:
         weekday, low, high = onsets[0].weekday(), min(days), max(days)
-        candidates += [YearlyRule(month, weekday, first, False, at) for first in (1, 8, 15, 22)
-                       if first <= low and high <= first + 6]
+        candidates += [
+            YearlyRule(month, weekday, first, False, at)
+            for first in (1, 8, 15, 22)
+            if first <= low and high <= first + 6
+        ]
         candidates.append(YearlyRule(month, weekday, 0, True, at))
         shortest = 28 if month == 2 else calendar.monthrange(2001, month)[1]
         if high - low <= 6 and low + 6 <= shortest:
@@ -383,7 +425,8 @@ def zone_rules(zone: ZoneInfo) -> ZoneRules | None:
     def holds(found: tuple[Transition, ...]) -> bool:
         return len(found) == count and all(
             (t.before, t.after) == (y.before, y.after) and rule.matches(t.onset)
-            for t, y, rule in zip(found, years[0], rules, strict=True))
+            for t, y, rule in zip(found, years[0], rules, strict=True)
+        )
 
     first = _RULE_YEARS.start
     while first > MIN_YEAR and holds(_year_transitions(zone, first - 1)):

@@ -44,8 +44,11 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 if mode in ("500", "429"):
-                    data = (b'{"code": 20429, "message": "Too Many Requests", "status": 429}' if mode == "429"
-                            else b'{"code": 20500, "message": "Internal Server Error", "status": 500}')
+                    data = (
+                        b'{"code": 20429, "message": "Too Many Requests", "status": 429}'
+                        if mode == "429"
+                        else b'{"code": 20500, "message": "Internal Server Error", "status": 500}'
+                    )
                     self.send_response(int(mode))
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
@@ -53,7 +56,9 @@ class FaultProxy:
                     self.wfile.write(data)
                     return
                 conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
+                }
                 conn.request(self.command, self.path, body=body, headers=headers)
                 reply = conn.getresponse()
                 data = reply.read()

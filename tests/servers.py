@@ -60,15 +60,34 @@ class CalendarServer:
     stop: object = field(repr=False, default=None)
 
 
-def start_radicale(tmp: Path, port: int | None = None) -> tuple[CalendarServer, subprocess.Popen[bytes]]:
+def start_radicale(
+    tmp: Path, port: int | None = None
+) -> tuple[CalendarServer, subprocess.Popen[bytes]]:
     port = port or free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     users = tmp / "users"
     users.write_text("alice:secret\n")
-    cmd = [sys.executable, "-m", "radicale", "--config", "", "--server-hosts", f"127.0.0.1:{port}",
-           "--auth-type", "htpasswd", "--auth-htpasswd-filename", str(users),
-           "--auth-htpasswd-encryption", "plain", "--auth-delay", "0",
-           "--storage-filesystem-folder", str(tmp / "collections"), "--logging-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "radicale",
+        "--config",
+        "",
+        "--server-hosts",
+        f"127.0.0.1:{port}",
+        "--auth-type",
+        "htpasswd",
+        "--auth-htpasswd-filename",
+        str(users),
+        "--auth-htpasswd-encryption",
+        "plain",
+        "--auth-delay",
+        "0",
+        "--storage-filesystem-folder",
+        str(tmp / "collections"),
+        "--logging-level",
+        "warning",
+    ]
     log = open(tmp / "log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_http(f"http://127.0.0.1:{port}/.web/", proc)
@@ -78,8 +97,19 @@ def start_radicale(tmp: Path, port: int | None = None) -> tuple[CalendarServer, 
 def start_xandikos(tmp: Path) -> tuple[CalendarServer, subprocess.Popen[bytes]]:
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "xandikos", "serve", "-d", str(tmp / "data"), "--defaults",
-           "-l", "127.0.0.1", "-p", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "xandikos",
+        "serve",
+        "-d",
+        str(tmp / "data"),
+        "--defaults",
+        "-l",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     log = open(tmp / "log", "ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_http(f"http://127.0.0.1:{port}/", proc)
@@ -91,10 +121,14 @@ def start_sabredav(tmp: Path) -> tuple[CalendarServer, list[int]]:
     if not script.exists():
         raise RuntimeError(f"{script} not found (the SabreDAV test bed lives in ../shared)")
     if shutil.which("php") is None and os.geteuid() != 0:
-        raise RuntimeError("php is not installed (apt-get install php-cli php-sabre-dav php-sqlite3)")
+        raise RuntimeError(
+            "php is not installed (apt-get install php-cli php-sabre-dav php-sqlite3)"
+        )
     info = run_testbed(script, tmp, timeout=600)
-    return (CalendarServer("sabredav", info["URL"], info["CALDAV_USER"], info["CALDAV_PASSWORD"]),
-            [int(info["PID"])])
+    return (
+        CalendarServer("sabredav", info["URL"], info["CALDAV_USER"], info["CALDAV_PASSWORD"]),
+        [int(info["PID"])],
+    )
 
 
 CALENDAR_SERVERS = ("radicale", "xandikos", "sabredav")
@@ -156,8 +190,13 @@ def run_testbed(script: Path, tmp: Path, timeout: float) -> dict[str, str]:
     return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
 
 
-def relay(handler: BaseHTTPRequestHandler, status: int, reason: str, headers: list[tuple[str, str]],
-          data: bytes) -> None:
+def relay(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    reason: str,
+    headers: list[tuple[str, str]],
+    data: bytes,
+) -> None:
     """Send an upstream reply back through a proxy handler, with a fresh Content-Length."""
     handler.send_response_only(status, reason)
     for k, v in headers:
@@ -174,7 +213,9 @@ def stored_calendar_url(state_db: Path) -> str:
 
     db = StateDB(state_db)
     try:
-        (url,) = [db.get(k) for (k,) in db.query("SELECT key FROM meta WHERE key LIKE 'calendar-url:%'")]
+        (url,) = [
+            db.get(k) for (k,) in db.query("SELECT key FROM meta WHERE key LIKE 'calendar-url:%'")
+        ]
     finally:
         db.close()
     return str(url)
@@ -187,11 +228,19 @@ def calendar_objects(url: str, auth: tuple[str, str] | None) -> dict[str, object
     import icalendar
     import requests
 
-    body = ('<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
-            '<d:prop><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter>'
-            '</c:calendar-query>')
-    reply = requests.request("REPORT", url, data=body, auth=auth, timeout=30,
-                             headers={"Depth": "1", "Content-Type": "application/xml"})
+    body = (
+        '<?xml version="1.0"?><c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+        '<d:prop><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter>'
+        "</c:calendar-query>"
+    )
+    reply = requests.request(
+        "REPORT",
+        url,
+        data=body,
+        auth=auth,
+        timeout=30,
+        headers={"Depth": "1", "Content-Type": "application/xml"},
+    )
     assert reply.status_code == 207, reply.text
     found: dict[str, object] = {}
     for resp in ET.fromstring(reply.content).findall("{DAV:}response"):
@@ -261,7 +310,16 @@ class RecordingProxy:
     Keep-alive on both sides, so counting does not change the traffic shape.
     """
 
-    WRITES: ClassVar[set[str]] = {"PUT", "DELETE", "MKCALENDAR", "MKCOL", "PROPPATCH", "POST", "MOVE", "COPY"}
+    WRITES: ClassVar[set[str]] = {
+        "PUT",
+        "DELETE",
+        "MKCALENDAR",
+        "MKCOL",
+        "PROPPATCH",
+        "POST",
+        "MOVE",
+        "COPY",
+    }
 
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -272,7 +330,9 @@ class RecordingProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms ACK stall
+            disable_nagle_algorithm = (
+                True  # headers and body go out in two writes: no 40 ms ACK stall
+            )
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -282,8 +342,12 @@ class RecordingProxy:
                 body = self.rfile.read(length) if length else None
                 conn = getattr(self, "_up", None)
                 if conn is None:
-                    conn = self._up = http.client.HTTPConnection(proxy.host, proxy.port_up, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                    conn = self._up = http.client.HTTPConnection(
+                        proxy.host, proxy.port_up, timeout=60
+                    )
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")
+                }
                 headers["Host"] = f"{proxy.host}:{proxy.port_up}"
                 try:
                     conn.request(self.command, self.path, body=body, headers=headers)
@@ -295,7 +359,9 @@ class RecordingProxy:
                     self.send_error(502)
                     return
                 with proxy.lock:
-                    proxy.seen.append(Seen(self.command, self.path, reply.status, dict(self.headers.items())))
+                    proxy.seen.append(
+                        Seen(self.command, self.path, reply.status, dict(self.headers.items()))
+                    )
                 relay(self, reply.status, reply.reason, reply.getheaders(), data)
 
             do_GET = do_PUT = do_DELETE = do_PROPFIND = do_REPORT = do_MKCALENDAR = _forward
@@ -355,7 +421,9 @@ class TwilioMock:
 
     def clear_requests(self) -> None:
         """Forget the recorded requests only: the provider still has every message."""
-        urllib.request.urlopen(urllib.request.Request(self.requests_url, method="DELETE"), timeout=10).close()
+        urllib.request.urlopen(
+            urllib.request.Request(self.requests_url, method="DELETE"), timeout=10
+        ).close()
 
     def kept(self) -> list[dict[str, object]]:
         """The messages the provider keeps (what `messages.list` answers from), oldest first."""
@@ -364,14 +432,28 @@ class TwilioMock:
         with urllib.request.urlopen(self.url + "/__testbed/messages", timeout=10) as reply:
             return list(json.load(reply))
 
-    def fail_next(self, status: int, code: int, message: str, count: int = 1, method: str | None = "POST") -> None:
+    def fail_next(
+        self, status: int, code: int, message: str, count: int = 1, method: str | None = "POST"
+    ) -> None:
         """The next `count` sends (POST; `method=None`: look-ups too) get a Twilio-shaped error."""
         import json
 
-        body = json.dumps({"status": status, "code": code, "message": message, "count": count,
-                           "path_contains": "Messages.json", "method": method}).encode()
-        request = urllib.request.Request(self.url + "/__testbed/fail", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "status": status,
+                "code": code,
+                "message": message,
+                "count": count,
+                "path_contains": "Messages.json",
+                "method": method,
+            }
+        ).encode()
+        request = urllib.request.Request(
+            self.url + "/__testbed/fail",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         urllib.request.urlopen(request, timeout=10).close()
 
     def messages(self, accepted_only: bool = True) -> list[dict[str, str]]:
@@ -380,17 +462,29 @@ class TwilioMock:
         A request cut off by a kill arrives without its form (no To, no Body): Prism still
         answers 201, but no real provider could send it, so it is not counted as a send.
         """
-        return [r["form"] for r in self.requests()  # type: ignore[misc]
-                if r.get("method") == "POST" and "Messages.json" in str(r.get("path"))
-                and (not accepted_only or (200 <= int(r.get("status") or 0) < 300
-                                           and {"To", "Body"} <= set(r.get("form") or {})))]
+        return [
+            r["form"]
+            for r in self.requests()  # type: ignore[misc]
+            if r.get("method") == "POST"
+            and "Messages.json" in str(r.get("path"))
+            and (
+                not accepted_only
+                or (
+                    200 <= int(r.get("status") or 0) < 300
+                    and {"To", "Body"} <= set(r.get("form") or {})
+                )
+            )
+        ]
 
 
 def start_twilio_mock(tmp: Path) -> TwilioMock:
     script = TESTBED / "start-twilio-mock"
     if not script.exists():
         raise RuntimeError(f"{script} not found (the Twilio mock lives in ../shared/testbed)")
-    if shutil.which("npm") is None and not (Path(os.environ.get("TESTBED_CACHE", "/tmp/testbed-cache"))).exists():
+    if (
+        shutil.which("npm") is None
+        and not (Path(os.environ.get("TESTBED_CACHE", "/tmp/testbed-cache"))).exists()
+    ):
         raise RuntimeError("node and npm are needed for Prism (apt-get install nodejs npm)")
     # run_testbed's steps, with the mock in stateful mode, and up to three tries: the script
     # can take a Prism that is still starting for one that exited (it reads the process's

@@ -73,7 +73,9 @@ def serve() -> None:
                 os._exit(code)
         elif command in ("kill", "wait") and child:
             if command == "kill":
-                os.kill(child, signal.SIGKILL)  # ours and not yet reaped: the PID is still this child
+                os.kill(
+                    child, signal.SIGKILL
+                )  # ours and not yet reaped: the PID is still this child
             _, status = os.waitpid(child, 0)
             child = 0
             killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL

@@ -11,11 +11,39 @@ import sys
 
 import pytest
 
-CORE = ["reminderd.model", "reminderd.timeparse", "reminderd.sources", "reminderd.ical", "reminderd.sync.plan",
-        "reminderd.sms.text", "reminderd.sms.plan", "reminderd.agenda", "reminderd.config", "reminderd.clock",
-        "reminderd.retry", "reminderd.starter", "reminderd.sms", "reminderd.store"]
-EDGE = ["caldav", "twilio", "apscheduler", "requests", "niquests", "urllib3", "radicale", "watchdog",
-        "sqlite3", "psycopg", "smtplib", "http.client", "concurrent.futures", "subprocess", "socket"]
+CORE = [
+    "reminderd.model",
+    "reminderd.timeparse",
+    "reminderd.sources",
+    "reminderd.ical",
+    "reminderd.sync.plan",
+    "reminderd.sms.text",
+    "reminderd.sms.plan",
+    "reminderd.agenda",
+    "reminderd.config",
+    "reminderd.clock",
+    "reminderd.retry",
+    "reminderd.starter",
+    "reminderd.sms",
+    "reminderd.store",
+]
+EDGE = [
+    "caldav",
+    "twilio",
+    "apscheduler",
+    "requests",
+    "niquests",
+    "urllib3",
+    "radicale",
+    "watchdog",
+    "sqlite3",
+    "psycopg",
+    "smtplib",
+    "http.client",
+    "concurrent.futures",
+    "subprocess",
+    "socket",
+]
 
 
 @pytest.mark.parametrize("module", CORE)

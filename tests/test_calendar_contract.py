@@ -74,15 +74,18 @@ class Env:
     name: str
 
     def write(self, items: list[str]) -> None:
-        (self.dir / "c.yaml").write_text("timezone: Europe/Athens\ncommitments:\n" + "\n".join(items) + "\n")
+        (self.dir / "c.yaml").write_text(
+            "timezone: Europe/Athens\ncommitments:\n" + "\n".join(items) + "\n"
+        )
 
     def sync(self, *flags: str) -> int:
         self.proxy.reset()
         return main(["--config", str(self.dir / "config.yaml"), "sync", *flags])
 
     def calendar_url(self) -> str:
-        return stored_calendar_url(self.dir / "state" / "state.sqlite3").replace(self.proxy.url,
-                                                                                 origin(self.server.url))
+        return stored_calendar_url(self.dir / "state" / "state.sqlite3").replace(
+            self.proxy.url, origin(self.server.url)
+        )
 
     def phone(self) -> DirectClient:
         """A calendar app talking to the server straight (not through the proxy)."""
@@ -101,18 +104,26 @@ def env(server: CalendarServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     proxy = RecordingProxy(origin(server.url))
     name = f"Follow-ups {next(_counter)} {uuid.uuid4().hex[:6]}"
     monkeypatch.setenv("TEST_CALDAV_PASSWORD", server.password or "x")
-    auth = (f"  username: {server.username}\n  password_env: TEST_CALDAV_PASSWORD\n"
-            if server.username else "")
+    auth = (
+        f"  username: {server.username}\n  password_env: TEST_CALDAV_PASSWORD\n"
+        if server.username
+        else ""
+    )
     (tmp_path / "config.yaml").write_text(
         f"timezone: Europe/Athens\nstate_dir: state\ncommitments: [c.yaml]\n"
-        f"calendar:\n  url: {proxy.rewrite(server.url)}\n  name: {name}\n{auth}")
+        f"calendar:\n  url: {proxy.rewrite(server.url)}\n  name: {name}\n{auth}"
+    )
     yield Env(server, proxy, tmp_path, name)
     proxy.close()
 
 
-def test_first_sync_creates_then_nothing_to_do(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    env.write([commitment(i) for i in range(1, 6)]
-              + [commitment(6, follow_ups="[{after: 2d, purpose: Chase}, {after: 5d}]")])
+def test_first_sync_creates_then_nothing_to_do(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.write(
+        [commitment(i) for i in range(1, 6)]
+        + [commitment(6, follow_ups="[{after: 2d, purpose: Chase}, {after: 5d}]")]
+    )
     assert env.sync() == 0
     puts = env.proxy.requests("PUT")
     assert len(puts) == 8  # 6 first touches + 2 follow-ups
@@ -121,7 +132,9 @@ def test_first_sync_creates_then_nothing_to_do(env: Env, capsys: pytest.CaptureF
 
     assert env.sync() == 0
     assert env.proxy.writes() == []
-    assert len(env.proxy.requests()) <= 2, env.proxy.requests()  # token/ctag check, no per-event requests
+    assert len(env.proxy.requests()) <= 2, (
+        env.proxy.requests()
+    )  # token/ctag check, no per-event requests
     assert env.proxy.requests("GET") == []
     assert "created 0, updated 0, deleted 0, unchanged 8" in capsys.readouterr().out
     assert env.sync() == 0 and env.proxy.writes() == [] and len(env.proxy.requests()) == 1
@@ -143,8 +156,10 @@ def test_one_change_rewrites_one_event_and_removal_deletes_one(env: Env) -> None
     assert delete.method == "DELETE" and delete.headers.get("If-Match")
     summaries = sorted(str(c.walk("VEVENT")[0]["SUMMARY"]) for c in env.objects().values())
     assert summaries == [f"Call customer {i}" for i in range(1, 5)]
-    assert any("New reason: price changed" in str(c.walk("VEVENT")[0]["DESCRIPTION"])
-               for c in env.objects().values())
+    assert any(
+        "New reason: price changed" in str(c.walk("VEVENT")[0]["DESCRIPTION"])
+        for c in env.objects().values()
+    )
 
 
 def test_foreign_events_survive_every_sync(env: Env) -> None:
@@ -182,7 +197,9 @@ def test_mass_delete_needs_force(env: Env, capsys: pytest.CaptureFixture[str]) -
     assert len(env.proxy.requests("DELETE")) == 3
 
 
-def test_server_side_delete_and_edit_are_repaired(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+def test_server_side_delete_and_edit_are_repaired(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     env.write([commitment(i) for i in range(1, 4)])
     assert env.sync() == 0
     capsys.readouterr()
@@ -198,14 +215,24 @@ def test_server_side_delete_and_edit_are_repaired(env: Env, capsys: pytest.Captu
     out = capsys.readouterr().out
     assert "1 recreated" in out and "1 restored" in out
     assert len(env.proxy.landed()) == 2
-    assert len({w.path for w in env.proxy.writes()}) == 2  # a 423/5xx retry repeats a write, never adds one
+    assert (
+        len({w.path for w in env.proxy.writes()}) == 2
+    )  # a 423/5xx retry repeats a write, never adds one
     summaries = sorted(str(c.walk("VEVENT")[0]["SUMMARY"]) for c in env.objects().values())
     assert summaries == ["Call customer 1", "Call customer 2", "Call customer 3"]
 
 
 def test_read_back_alarms_timezone_description(env: Env) -> None:
-    env.write([commitment(1, alarms="[-2d, -1h, -10m, 0m]", tags="[hot, q3]",
-                          title='"Call Alex, ACME; close\\nBEGIN:VALARM"')])
+    env.write(
+        [
+            commitment(
+                1,
+                alarms="[-2d, -1h, -10m, 0m]",
+                tags="[hot, q3]",
+                title='"Call Alex, ACME; close\\nBEGIN:VALARM"',
+            )
+        ]
+    )
     assert env.sync() == 0
     (cal,) = env.objects().values()
     (event,) = cal.walk("VEVENT")
@@ -218,9 +245,14 @@ def test_read_back_alarms_timezone_description(env: Env) -> None:
     assert all(str(a["ACTION"]) == "DISPLAY" for a in alarms)
     assert str(event["SUMMARY"]) == "Call Alex, ACME; close\nBEGIN:VALARM"  # text, not a property
     description = str(event["DESCRIPTION"])
-    for part in ("Why: Promised figures for deal 1", "Bring:\n- Quote\n- Contract draft",
-                 "Ask:\n- Budget approved?", "Next step: Send the contract",
-                 "Contact: Person 1 (Co 1)", "tel:+302101234501"):
+    for part in (
+        "Why: Promised figures for deal 1",
+        "Bring:\n- Quote\n- Contract draft",
+        "Ask:\n- Budget approved?",
+        "Next step: Send the contract",
+        "Contact: Person 1 (Co 1)",
+        "tel:+302101234501",
+    ):
         assert part in description
     assert str(event["X-REMINDERD-KEY"]) == "c1#0"
     assert [str(c) for c in event["CATEGORIES"].cats] == ["hot", "q3"]
@@ -255,6 +287,7 @@ def test_unreachable_server_is_69(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "c.yaml").write_text("commitments: []\n")
     (tmp_path / "config.yaml").write_text(
         f"timezone: UTC\nstate_dir: state\ncommitments: [c.yaml]\n"
-        f"calendar: {{url: 'http://127.0.0.1:{free_port()}/dav/'}}\n")
+        f"calendar: {{url: 'http://127.0.0.1:{free_port()}/dav/'}}\n"
+    )
     assert main(["--config", str(tmp_path / "config.yaml"), "sync"]) == 69
     assert "cannot reach the calendar server" in capsys.readouterr().err

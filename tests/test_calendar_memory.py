@@ -48,8 +48,10 @@ def test_create_only_where_nothing_is() -> None:
     with pytest.raises(PreconditionFailed):
         cal.put(href, OTHER, None, create=True)
     assert cal.get(href) == (EVENT, etag)
-    assert [(r.method, r.status, r.if_none_match) for r in cal.writes()] == [("PUT", 201, True),
-                                                                             ("PUT", 412, True)]
+    assert [(r.method, r.status, r.if_none_match) for r in cal.writes()] == [
+        ("PUT", 201, True),
+        ("PUT", 412, True),
+    ]
 
 
 def test_update_and_delete_only_with_the_current_etag() -> None:
@@ -109,7 +111,12 @@ def test_unknown_or_forgotten_tokens_are_refused() -> None:
     token = cal.collection().sync_token or ""
     cal.add("a.ics", EVENT)
     never = cal.url + "sync/99"  # a revision it never reached
-    for bad in ("garbage", token + "0", never, MemoryCalendar("memory://other/cal/").collection().sync_token or ""):
+    for bad in (
+        "garbage",
+        token + "0",
+        never,
+        MemoryCalendar("memory://other/cal/").collection().sync_token or "",
+    ):
         with pytest.raises(InvalidSyncToken):
             cal.changes(bad)
     cal.forget_sync_tokens()
@@ -146,18 +153,31 @@ def test_requests_are_counted_by_kind_and_phone_edits_are_not() -> None:
         cal.remove(cal.href_for("missing.ics"))
 
 
-@pytest.mark.parametrize(("method", "status", "error"), [
-    ("PUT", 503, ServerUnreachable), ("DELETE", 500, RequestFailed), ("GET", 401, AuthFailed),
-    ("REPORT", 403, InvalidSyncToken), ("PUT", 412, PreconditionFailed), ("PROPFIND", 504, ServerUnreachable),
-])
-def test_fail_next_raises_what_the_dav_adapter_raises(method: str, status: int, error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("method", "status", "error"),
+    [
+        ("PUT", 503, ServerUnreachable),
+        ("DELETE", 500, RequestFailed),
+        ("GET", 401, AuthFailed),
+        ("REPORT", 403, InvalidSyncToken),
+        ("PUT", 412, PreconditionFailed),
+        ("PROPFIND", 504, ServerUnreachable),
+    ],
+)
+def test_fail_next_raises_what_the_dav_adapter_raises(
+    method: str, status: int, error: type[Exception]
+) -> None:
     cal = MemoryCalendar()
     href = cal.add("a.ics", EVENT)
     etag = cal.etag(href)
     cal.fail_next(method, status)
-    calls = {"PUT": lambda: cal.put(href, OTHER, etag, create=False), "DELETE": lambda: cal.delete(href, etag),
-             "GET": lambda: cal.get(href), "PROPFIND": cal.listing,
-             "REPORT": lambda: cal.changes(cal.collection().sync_token or "")}
+    calls = {
+        "PUT": lambda: cal.put(href, OTHER, etag, create=False),
+        "DELETE": lambda: cal.delete(href, etag),
+        "GET": lambda: cal.get(href),
+        "PROPFIND": cal.listing,
+        "REPORT": lambda: cal.changes(cal.collection().sync_token or ""),
+    }
     with pytest.raises(error):
         calls[method]()
     assert cal.objects() == {href: EVENT}  # failed before changing anything
@@ -194,8 +214,15 @@ def test_parallel_writers_each_land_once() -> None:
 
 def commitments(n: int) -> list[Commitment]:
     first = datetime(2030, 7, 1, 10, tzinfo=ZoneInfo("Europe/Athens"))
-    return [Commitment(id=f"c{i}", title=f"Call customer {i}", duration=timedelta(minutes=15),
-                       start=first + timedelta(hours=i)) for i in range(1, n + 1)]
+    return [
+        Commitment(
+            id=f"c{i}",
+            title=f"Call customer {i}",
+            duration=timedelta(minutes=15),
+            start=first + timedelta(hours=i),
+        )
+        for i in range(1, n + 1)
+    ]
 
 
 @pytest.fixture
@@ -214,7 +241,9 @@ def test_a_write_whose_reply_was_lost_is_not_duplicated(db: StateDB) -> None:
     assert len(cal.objects()) == 3
     cal.reset_requests()
     result = sync_calendar(cal, db, items, progress=None)
-    assert result.errors == [] and [w for w in cal.writes() if w.status < 300] == []  # adopted as it is
+    assert (
+        result.errors == [] and [w for w in cal.writes() if w.status < 300] == []
+    )  # adopted as it is
     assert len(cal.objects()) == 3
     cal.reset_requests()
     assert sync_calendar(cal, db, items, progress=None).unchanged == 3 and cal.writes() == []
@@ -227,7 +256,9 @@ def test_a_failed_write_is_retried_by_the_next_sync(db: StateDB) -> None:
     first = sync_calendar(cal, db, items, progress=None)
     assert (first.created, len(first.errors)) == (2, 1) and len(cal.objects()) == 2
     second = sync_calendar(cal, db, items, progress=None)
-    assert (second.created, second.unchanged, second.errors) == (1, 2, []) and len(cal.objects()) == 3
+    assert (second.created, second.unchanged, second.errors) == (1, 2, []) and len(
+        cal.objects()
+    ) == 3
 
 
 def test_an_unreachable_calendar_stops_the_sync_before_any_write(db: StateDB) -> None:

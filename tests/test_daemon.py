@@ -57,14 +57,17 @@ class Rig:
         self.log = tmp / "daemon.log"
         sms = ""
         if mock is not None:
-            sms = ("sms:\n  provider: twilio\n  account_sid_env: TEST_TWILIO_SID\n  auth_token_env: TEST_TWILIO_TOKEN\n"
-                   f"  from: '+15017122661'\n  to: '+30 691 234 5678'\n  api_url: {mock.url}\n"
-                   "  rate_per_minute: 6000\n  late_grace: 10m\n")
+            sms = (
+                "sms:\n  provider: twilio\n  account_sid_env: TEST_TWILIO_SID\n  auth_token_env: TEST_TWILIO_TOKEN\n"
+                f"  from: '+15017122661'\n  to: '+30 691 234 5678'\n  api_url: {mock.url}\n"
+                "  rate_per_minute: 6000\n  late_grace: 10m\n"
+            )
         assert self.server is not None
         (tmp / "config.yaml").write_text(
             "timezone: Europe/Athens\nstate_dir: state\ncommitments: [c.yaml]\n"
             f"calendar:\n  url: {self.server.url}\n  username: alice\n  password_env: TEST_CALDAV_PASSWORD\n"
-            f"  name: Daemon test\n  sync_interval: 1h\n{sms}")
+            f"  name: Daemon test\n  sync_interval: 1h\n{sms}"
+        )
 
     def start_radicale(self) -> None:
         self.server, self.radicale = start_radicale(self.tmp / "radicale", self.port)
@@ -81,12 +84,25 @@ class Rig:
         os.replace(tmp, path)  # like an editor's atomic save
 
     def start(self, extra_env: dict[str, str] | None = None, wait: str = "calendar sync:") -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")}
-        env.update(TEST_TWILIO_SID=SID, TEST_TWILIO_TOKEN="token", TEST_CALDAV_PASSWORD="secret",
-                   PYTHONPATH=str(ROOT), **(extra_env or {}))
-        self.proc = subprocess.Popen([sys.executable, "-m", "reminderd", "--config", str(self.tmp / "config.yaml"),
-                                      "run"], cwd=self.tmp, env=env, stdout=open(self.log, "ab"),
-                                     stderr=subprocess.STDOUT)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
+        }
+        env.update(
+            TEST_TWILIO_SID=SID,
+            TEST_TWILIO_TOKEN="token",
+            TEST_CALDAV_PASSWORD="secret",
+            PYTHONPATH=str(ROOT),
+            **(extra_env or {}),
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reminderd", "--config", str(self.tmp / "config.yaml"), "run"],
+            cwd=self.tmp,
+            env=env,
+            stdout=open(self.log, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         self.wait_log(wait, 30)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
@@ -102,8 +118,10 @@ class Rig:
 
     def summaries(self) -> list[str]:
         url = stored_calendar_url(self.tmp / "state" / "state.sqlite3")
-        return sorted(str(cal.walk("VEVENT")[0]["SUMMARY"])  # type: ignore[attr-defined]
-                      for cal in calendar_objects(url, ("alice", "secret")).values())
+        return sorted(
+            str(cal.walk("VEVENT")[0]["SUMMARY"])  # type: ignore[attr-defined]
+            for cal in calendar_objects(url, ("alice", "secret")).values()
+        )
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -115,10 +133,16 @@ class Rig:
 
 def item(i: int, when: datetime | None = None, **extra: str) -> str:
     # upcoming relative to today: the test means "a future call", whatever day it runs
-    when = when or (datetime.now(UTC) + timedelta(days=30 + i)).replace(hour=10, minute=0, second=0,
-                                                                     microsecond=0, tzinfo=None)
-    fields = {"id": f"c{i}", "title": f"Call customer {i}", "when": f"'{when.strftime('%Y-%m-%dT%H:%M:%S')}"
-              + ("Z'" if when.tzinfo else "'"), "contact": "{name: Alex}", "sms": "[]"}
+    when = when or (datetime.now(UTC) + timedelta(days=30 + i)).replace(
+        hour=10, minute=0, second=0, microsecond=0, tzinfo=None
+    )
+    fields = {
+        "id": f"c{i}",
+        "title": f"Call customer {i}",
+        "when": f"'{when.strftime('%Y-%m-%dT%H:%M:%S')}" + ("Z'" if when.tzinfo else "'"),
+        "contact": "{name: Alex}",
+        "sms": "[]",
+    }
     fields.update(extra)
     return "  - {" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
 
@@ -178,7 +202,11 @@ def test_a_file_broken_at_start_deletes_nothing_ever(rig: Rig) -> None:
     assert rig.summaries() == ["Call customer 1"]
     assert "calendar sync:" not in rig.text().split("starting without commitments")[1]
     rig.write([item(1), item(2)])  # fixed: now it syncs
-    wait_for("the fixed file on the server", lambda: rig.summaries() == ["Call customer 1", "Call customer 2"], 5)
+    wait_for(
+        "the fixed file on the server",
+        lambda: rig.summaries() == ["Call customer 1", "Call customer 2"],
+        5,
+    )
     assert rig.stop() == 0
 
 
@@ -202,8 +230,12 @@ def test_calendar_outage_of_30s_daemon_stays_up_and_converges(rig: Rig) -> None:
     time.sleep(30)
     assert rig.proc is not None and rig.proc.poll() is None
     rig.start_radicale()
-    wait_for("convergence after the outage", lambda: rig.summaries() == ["Call customer 1", "Call customer 2"], 60,
-             step=0.5)
+    wait_for(
+        "convergence after the outage",
+        lambda: rig.summaries() == ["Call customer 1", "Call customer 2"],
+        60,
+        step=0.5,
+    )
     assert rig.stop() == 0
 
 
@@ -214,7 +246,10 @@ def test_sms_on_time_and_kill_9_restart_sends_no_duplicate(sms_rig: Rig, mock: T
     first, second = now + timedelta(seconds=68), now + timedelta(seconds=85)
     sms_rig.write([item(1, first, sms="[-1m]"), item(2, second, sms="[-1m]")])
     sms_rig.start()
-    posts = lambda: [r for r in mock.requests() if r.get("method") == "POST" and r.get("status") == 201]  # noqa: E731
+
+    def posts() -> list[dict[str, object]]:
+        return [r for r in mock.requests() if r.get("method") == "POST" and r.get("status") == 201]
+
     wait_for("the first SMS", lambda: len(posts()) >= 1, 20)
     arrived = datetime.fromtimestamp(float(posts()[0]["time"]), UTC)  # type: ignore[arg-type]
     due = first - timedelta(minutes=1)

@@ -35,13 +35,23 @@ def wait_for(what: str, check: Callable[[], object], timeout: float) -> object:
 
 
 def env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
+    }
     return dict(clean, PYTHONPATH=str(ROOT))
 
 
 def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "reminderd", *args], cwd=cwd, env=env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "reminderd", *args],
+        cwd=cwd,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 class Demo:
@@ -57,8 +67,10 @@ class Demo:
         items = []
         for i, seconds in enumerate(sms_in or [3600]):
             start = now + timedelta(seconds=seconds) + timedelta(minutes=1)
-            items.append(f"  - {{id: c{i}, title: Call customer {i}, when: '{start.strftime('%Y-%m-%dT%H:%M:%S')}Z', "
-                         "sms: [-1m], alarms: [-10m]}")
+            items.append(
+                f"  - {{id: c{i}, title: Call customer {i}, when: '{start.strftime('%Y-%m-%dT%H:%M:%S')}Z', "
+                "sms: [-1m], alarms: [-10m]}"
+            )
         (tmp / "c.yaml").write_text("commitments:\n" + "\n".join(items) + "\n")
 
     def write_config(self, sms_extra: str = "") -> None:
@@ -66,13 +78,19 @@ class Demo:
         tmp_config.write_text(
             "timezone: Europe/Athens\nstate_dir: state\ncommitments: [c.yaml]\n"
             f"calendar: {{listen: '127.0.0.1:{self.port}', sync_interval: 1h}}\n"
-            f"sms:\n  provider: log\n  to: '+30 691 234 5678'\n{sms_extra}")
+            f"sms:\n  provider: log\n  to: '+30 691 234 5678'\n{sms_extra}"
+        )
         os.replace(tmp_config, self.config)
 
     def start(self, name: str = "daemon") -> tuple[subprocess.Popen[bytes], Path]:
         log = self.tmp / f"{name}.log"
-        proc = subprocess.Popen([sys.executable, "-m", "reminderd", "--config", str(self.config), "run"],
-                                cwd=self.tmp, env=env(), stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reminderd", "--config", str(self.config), "run"],
+            cwd=self.tmp,
+            env=env(),
+            stdout=open(log, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         return proc, log
 
@@ -106,7 +124,9 @@ def test_a_second_daemon_refuses_at_once_naming_the_first(demo: Callable[..., De
     d = demo(sms_in=[600, 1200])
     first, log1 = d.start("first")
     wait_for("first daemon ready", lambda: "calendar sync:" in log1.read_text(), 30)
-    counts = cli("--config", str(d.config), "validate", cwd=d.tmp).stdout.strip().removeprefix("ok: ")
+    counts = (
+        cli("--config", str(d.config), "validate", cwd=d.tmp).stdout.strip().removeprefix("ok: ")
+    )
     assert f"loaded: {counts}" in log1.read_text()  # validate and the daemon count alike
     before = outbox(d.tmp)
     assert len(before) == 2
@@ -123,7 +143,9 @@ def test_a_second_daemon_refuses_at_once_naming_the_first(demo: Callable[..., De
     assert "reopened" not in log1.read_text() and "cancelled" not in log1.read_text()
     # test-sms beside the daemon: sent once, through the same outbox; the schedule stays
     done = cli("--config", str(d.config), "test-sms", cwd=d.tmp)
-    assert done.returncode == 0 and "sent a test SMS to +30********78 via log" in done.stdout, done.stderr
+    assert done.returncode == 0 and "sent a test SMS to +30********78 via log" in done.stdout, (
+        done.stderr
+    )
     assert [r for r in outbox(d.tmp) if not r[0].startswith("test@")] == before
     # while the daemon runs, `sync` waits for its sync lock and works beside it, on its server
     done = cli("--config", str(d.config), "sync", cwd=d.tmp)
@@ -207,10 +229,15 @@ def test_a_read_only_state_dir_is_a_clear_error(demo: Callable[..., Demo]) -> No
     state.mkdir(mode=0o500)
     mounted = False
     if os.geteuid() == 0:  # root ignores permissions: a read-only mount stops root too
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1M", "tmpfs", str(state)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "ro,size=1M", "tmpfs", str(state)],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
-            pytest.skip(f"root ignores permissions and a read-only tmpfs cannot be mounted: {done.stderr}")
+            pytest.skip(
+                f"root ignores permissions and a read-only tmpfs cannot be mounted: {done.stderr}"
+            )
         mounted = True
     try:
         for command in ("sync", "run"):
@@ -240,8 +267,12 @@ def test_a_reload_whose_sms_secret_fails_keeps_sms_going(demo: Callable[..., Dem
     wait_for("daemon ready", lambda: "calendar sync:" in log.read_text(), 30)
     # new SMS settings whose secret cannot be resolved: the running SMS must stay in force
     d.tmp.joinpath("config.yaml").write_text(
-        d.config.read_text().replace("provider: log", "provider: twilio\n  from: '+15017122661'\n"
-                                     "  auth_token_env: REMINDERD_TEST_UNSET_VARIABLE"))
+        d.config.read_text().replace(
+            "provider: log",
+            "provider: twilio\n  from: '+15017122661'\n"
+            "  auth_token_env: REMINDERD_TEST_UNSET_VARIABLE",
+        )
+    )
     wait_for("reload refused", lambda: "new SMS settings not applied" in log.read_text(), 15)
     wait_for("three SMS sent", lambda: log.read_text().count("SMS to +30") >= 3, 40)
     status = cli("--config", str(d.config), "status", "--json", cwd=d.tmp)
@@ -263,8 +294,9 @@ def test_a_full_disk_never_blocks_the_stop(demo: Callable[..., Demo], tmp_path: 
     mnt.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(mnt)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -278,7 +310,9 @@ def test_a_full_disk_never_blocks_the_stop(demo: Callable[..., Demo], tmp_path: 
                     fill.write(b"\0" * 65536)
             except OSError:
                 pass  # the disk is full now
-        (d.tmp / "c.yaml").write_text((d.tmp / "c.yaml").read_text().replace("Call customer 0", "Call again"))
+        (d.tmp / "c.yaml").write_text(
+            (d.tmp / "c.yaml").read_text().replace("Call customer 0", "Call again")
+        )
         wait_for("the full disk noticed", lambda: "the disk is full" in log.read_text(), 20)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)

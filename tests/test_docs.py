@@ -13,7 +13,11 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_config_reference_is_generated_from_the_spec() -> None:
-    block = README.split("<!-- config-reference", 1)[1].split("-->", 1)[1].split("<!-- /config-reference -->")[0]
+    block = (
+        README.split("<!-- config-reference", 1)[1]
+        .split("-->", 1)[1]
+        .split("<!-- /config-reference -->")[0]
+    )
     assert block.strip() == reference_table()
 
 

@@ -23,7 +23,9 @@ def example_copy(tmp_path: Path, calendar: str) -> Path:
     return tmp_path / "config.yaml"
 
 
-def test_example_syncs_to_the_embedded_calendar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_example_syncs_to_the_embedded_calendar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     port = free_port()
     config = example_copy(tmp_path, f"calendar:\n  name: Follow-ups\n  listen: 127.0.0.1:{port}\n")
     assert main(["--config", str(config), "sync"]) == 0
@@ -38,16 +40,25 @@ def test_example_syncs_to_the_embedded_calendar(tmp_path: Path, capsys: pytest.C
         requests.get(url, timeout=2)
 
 
-def test_embedded_refuses_open_listen_without_auth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = example_copy(tmp_path, f"calendar:\n  name: Follow-ups\n  listen: 0.0.0.0:{free_port()}\n")
+def test_embedded_refuses_open_listen_without_auth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = example_copy(
+        tmp_path, f"calendar:\n  name: Follow-ups\n  listen: 0.0.0.0:{free_port()}\n"
+    )
     assert main(["--config", str(config), "sync"]) == 78
     assert "requires authentication" in capsys.readouterr().err
 
 
 def test_dry_run_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = example_copy(tmp_path, f"calendar:\n  name: Follow-ups\n  listen: 127.0.0.1:{free_port()}\n")
+    config = example_copy(
+        tmp_path, f"calendar:\n  name: Follow-ups\n  listen: 127.0.0.1:{free_port()}\n"
+    )
     assert main(["--config", str(config), "sync", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "would be created 14, updated 0, deleted 0, unchanged 0" in out and "it would be created" in out
+    assert (
+        "would be created 14, updated 0, deleted 0, unchanged 0" in out
+        and "it would be created" in out
+    )
     user_dir = tmp_path / "state" / "calendar" / "collection-root" / "reminderd"
     assert not user_dir.exists() or not any(p.is_dir() for p in user_dir.iterdir())

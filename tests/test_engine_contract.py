@@ -127,15 +127,25 @@ class DavBackend(Backend):
         self.phone = DirectClient(f"{parts.scheme}://{parts.netloc}{urlsplit(url).path}", server)
 
     def requests(self, *methods: str) -> list[Request]:
-        return [Request(s.method, s.path, s.status, s.headers.get("If-Match"),
-                        s.headers.get("If-None-Match") == "*") for s in self.proxy.requests(*methods)]
+        return [
+            Request(
+                s.method,
+                s.path,
+                s.status,
+                s.headers.get("If-Match"),
+                s.headers.get("If-None-Match") == "*",
+            )
+            for s in self.proxy.requests(*methods)
+        ]
 
     def reset(self) -> None:
         self.proxy.reset()
 
     def objects(self) -> dict[str, bytes]:
-        return {basename(href): cal.to_ical()  # type: ignore[attr-defined]
-                for href, cal in self.phone.objects().items()}
+        return {
+            basename(href): cal.to_ical()  # type: ignore[attr-defined]
+            for href, cal in self.phone.objects().items()
+        }
 
     def edit(self, name: str, change: Callable[[bytes], bytes]) -> None:
         self.phone.put(name, change(self.phone.get(name)))
@@ -190,7 +200,9 @@ class Run:
         """Save the calendar's current sync marker, as if the engine had read the calendar
         just before the last phone edit: the edit then lands between its read and its write."""
         collection = self.backend.cal.collection()
-        marker = {"token": collection.sync_token} if collection.sync_token else {"ctag": collection.ctag}
+        marker = (
+            {"token": collection.sync_token} if collection.sync_token else {"ctag": collection.ctag}
+        )
         self.db.set(SYNC_MARKER + self.backend.cal.url, marker)
 
 
@@ -203,18 +215,26 @@ def run(backend: Backend, tmp_path: Path) -> Iterator[Run]:
 
 def commitment(i: int, **changes: Any) -> Commitment:
     base = Commitment(
-        id=f"c{i}", title=f"Call customer {i}", start=datetime(2030, 7, 10 + i, 10, tzinfo=ATHENS),
-        duration=timedelta(minutes=15), contact=Contact(name=f"Person {i}", company=f"Co {i}"),
-        purpose=f"Promised figures for deal {i}", bring=("Quote", "Contract draft"),
-        questions=("Budget approved?",), next_step="Send the contract",
-        alarms=(timedelta(days=-1), timedelta(hours=-1), timedelta(minutes=-10)))
+        id=f"c{i}",
+        title=f"Call customer {i}",
+        start=datetime(2030, 7, 10 + i, 10, tzinfo=ATHENS),
+        duration=timedelta(minutes=15),
+        contact=Contact(name=f"Person {i}", company=f"Co {i}"),
+        purpose=f"Promised figures for deal {i}",
+        bring=("Quote", "Contract draft"),
+        questions=("Budget approved?",),
+        next_step="Send the contract",
+        alarms=(timedelta(days=-1), timedelta(hours=-1), timedelta(minutes=-10)),
+    )
     return dataclasses.replace(base, **changes)
 
 
 def events(backend: Backend) -> dict[str, icalendar.Event]:
     """The VEVENT of every object, by name."""
-    return {name: icalendar.Calendar.from_ical(data).walk("VEVENT")[0]
-            for name, data in backend.objects().items()}
+    return {
+        name: icalendar.Calendar.from_ical(data).walk("VEVENT")[0]
+        for name, data in backend.objects().items()
+    }
 
 
 def summaries(backend: Backend) -> list[str]:
@@ -250,9 +270,15 @@ def assert_nothing_to_do(run: Run, items: list[Commitment]) -> None:
 
 def test_first_sync_creates_then_nothing_to_do(run: Run) -> None:
     items = [commitment(i) for i in range(1, 6)]
-    items.append(commitment(6, follow_ups=(FollowUp(timedelta(days=2), "Chase"), FollowUp(timedelta(days=5)))))
+    items.append(
+        commitment(
+            6, follow_ups=(FollowUp(timedelta(days=2), "Chase"), FollowUp(timedelta(days=5)))
+        )
+    )
     result = run.sync(items)
-    assert result.line() == "created 8, updated 0, deleted 0, unchanged 0"  # 6 first touches + 2 follow-ups
+    assert (
+        result.line() == "created 8, updated 0, deleted 0, unchanged 0"
+    )  # 6 first touches + 2 follow-ups
     puts = run.backend.requests("PUT")
     assert all(p.if_none_match and p.if_match is None for p in puts)
     assert len({p.href for p in puts}) == len(run.backend.landed()) == 8
@@ -269,7 +295,11 @@ def test_one_change_rewrites_one_event(run: Run) -> None:
     assert result.line() == "created 0, updated 1, deleted 0, unchanged 4"
     (put,) = run.backend.writes()
     assert put.method == "PUT" and put.if_match and not put.if_none_match
-    (changed,) = [e for e in events(run.backend).values() if "New reason: price changed" in str(e["DESCRIPTION"])]
+    (changed,) = [
+        e
+        for e in events(run.backend).values()
+        if "New reason: price changed" in str(e["DESCRIPTION"])
+    ]
     assert str(changed["SUMMARY"]) == "Call customer 3"
     assert_nothing_to_do(run, items)
 
@@ -287,8 +317,10 @@ def test_one_removal_deletes_one_event(run: Run) -> None:
 
 def test_foreign_events_are_never_touched(run: Run) -> None:
     run.sync([commitment(1), commitment(2)])
-    foreign = {"dentist.ics": "dentist-123@example.com",
-               "reminderd-0000000000000000000000000000dead.ics": "looks-like-ours@example.com"}
+    foreign = {
+        "dentist.ics": "dentist-123@example.com",
+        "reminderd-0000000000000000000000000000dead.ics": "looks-like-ours@example.com",
+    }
     for name, uid in foreign.items():
         run.backend.add_foreign(name, uid)
     before = {name: events(run.backend)[name].to_ical() for name in foreign}
@@ -333,7 +365,9 @@ def test_server_side_delete_and_edit_are_restored_from_the_file(run: Run) -> Non
     assert (result.created, result.recreated, result.updated, result.repaired) == (1, 1, 1, 1)
     assert "1 recreated" in result.line() and "1 restored" in result.line()
     assert len(run.backend.landed()) == 2
-    assert len({w.href for w in run.backend.writes()}) == 2  # a 423/5xx retry repeats a write, never adds one
+    assert (
+        len({w.href for w in run.backend.writes()}) == 2
+    )  # a 423/5xx retry repeats a write, never adds one
     assert summaries(run.backend) == ["Call customer 1", "Call customer 2", "Call customer 3"]
     assert_nothing_to_do(run, items)
 

@@ -15,10 +15,19 @@ ATHENS = ZoneInfo("Europe/Athens")
 
 def make(**kw: object) -> Commitment:
     base: dict[str, object] = {
-        "id": "acme", "title": "Call Alex", "start": datetime(2026, 11, 30, 10, tzinfo=ATHENS),
-        "duration": timedelta(minutes=20), "contact": Contact("Alex", "ACME", "+302101234567", "a@acme.example"),
-        "purpose": "Card details", "bring": ("Contract PDF",), "questions": ("Pricing?",), "agenda": ("Recap",),
-        "next_step": "Send contract", "alarms": (timedelta(days=-1), timedelta(minutes=-10)), "tags": ("hot",)}
+        "id": "acme",
+        "title": "Call Alex",
+        "start": datetime(2026, 11, 30, 10, tzinfo=ATHENS),
+        "duration": timedelta(minutes=20),
+        "contact": Contact("Alex", "ACME", "+302101234567", "a@acme.example"),
+        "purpose": "Card details",
+        "bring": ("Contract PDF",),
+        "questions": ("Pricing?",),
+        "agenda": ("Recap",),
+        "next_step": "Send contract",
+        "alarms": (timedelta(days=-1), timedelta(minutes=-10)),
+        "tags": ("hot",),
+    }
     base.update(kw)
     return Commitment(**base)  # type: ignore[arg-type]
 
@@ -29,10 +38,20 @@ def test_event_has_everything_a_phone_needs() -> None:
     assert str(event["UID"]) == "acme#0@reminderd" == uid_for("acme#0")
     assert event["DTSTART"].params["TZID"] == "Europe/Athens"
     assert event.decoded("DTEND") - event.decoded("DTSTART") == timedelta(minutes=20)
-    assert [a.decoded("TRIGGER") for a in event.walk("VALARM")] == [timedelta(days=-1), timedelta(minutes=-10)]
-    assert all(a["ACTION"] == "DISPLAY" and "Call Alex at 10:00" in a["DESCRIPTION"] for a in event.walk("VALARM"))
+    assert [a.decoded("TRIGGER") for a in event.walk("VALARM")] == [
+        timedelta(days=-1),
+        timedelta(minutes=-10),
+    ]
+    assert all(
+        a["ACTION"] == "DISPLAY" and "Call Alex at 10:00" in a["DESCRIPTION"]
+        for a in event.walk("VALARM")
+    )
     text = str(event["DESCRIPTION"])
-    assert text.index("Why: Card details") < text.index("Bring:\n- Contract PDF") < text.index("Next step")
+    assert (
+        text.index("Why: Card details")
+        < text.index("Bring:\n- Contract PDF")
+        < text.index("Next step")
+    )
     assert "tel:+302101234567" in text and "Contact: Alex (ACME)" in text
     assert cal.walk("VTIMEZONE")[0]["TZID"] == "Europe/Athens"
     assert ownership(render(touches(make())[0])) == ("acme#0", content_hash(touches(make())[0]))
@@ -54,7 +73,10 @@ def test_hash_tracks_content_but_not_sms() -> None:
 
 
 def test_done_and_cancelled_keep_first_touch_without_alarms() -> None:
-    for status, prefix, ical_status in ((Status.DONE, "Done: ", "CONFIRMED"), (Status.CANCELLED, "", "CANCELLED")):
+    for status, prefix, ical_status in (
+        (Status.DONE, "Done: ", "CONFIRMED"),
+        (Status.CANCELLED, "", "CANCELLED"),
+    ):
         c = make(status=status, follow_ups=(FollowUp(timedelta(days=2)),))
         first, follow = touches(c)
         assert wants_event(first) and not wants_event(follow)
@@ -65,7 +87,10 @@ def test_done_and_cancelled_keep_first_touch_without_alarms() -> None:
 
 def test_foreign_data_is_not_ours_and_names_are_safe() -> None:
     assert ownership(b"not ical at all") is None
-    assert ownership(b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n") is None
+    assert (
+        ownership(b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+        is None
+    )
     name = href_name("weird/uid#1@reminderd")
     assert name.startswith("reminderd-") and name.endswith(".ics") and "/" not in name
 
@@ -76,9 +101,11 @@ def test_far_future_touch_renders_right_with_one_vtimezone_per_zone() -> None:
     from test_dst_transitions import file_zone
 
     vtimezones = set()
-    for start, utc_hour in ((datetime(2090, 6, 1, 10, tzinfo=ATHENS), 7),
-                            (datetime(2200, 12, 31, 10, tzinfo=ATHENS), 8),
-                            (datetime(2026, 11, 30, 10, tzinfo=ATHENS), 8)):
+    for start, utc_hour in (
+        (datetime(2090, 6, 1, 10, tzinfo=ATHENS), 7),
+        (datetime(2200, 12, 31, 10, tzinfo=ATHENS), 8),
+        (datetime(2026, 11, 30, 10, tzinfo=ATHENS), 8),
+    ):
         data = render(touches(make(start=start))[0])
         cal = icalendar.Calendar.from_ical(data)
         (vtimezone,) = cal.walk("VTIMEZONE")
@@ -86,7 +113,9 @@ def test_far_future_touch_renders_right_with_one_vtimezone_per_zone() -> None:
         local = event.decoded("DTSTART").replace(tzinfo=None)
         assert local.replace(tzinfo=file_zone(vtimezone)).astimezone(UTC).hour == utc_hour
         vtimezones.add(vtimezone.to_ical())
-    assert len(vtimezones) == 1 and len(vtimezones.pop()) < 600  # two yearly rules, not every change since 1970
+    assert (
+        len(vtimezones) == 1 and len(vtimezones.pop()) < 600
+    )  # two yearly rules, not every change since 1970
 
 
 def test_a_zone_without_yearly_rules_lists_the_changes_it_needs() -> None:
@@ -95,14 +124,20 @@ def test_a_zone_without_yearly_rules_lists_the_changes_it_needs() -> None:
     from test_dst_transitions import file_zone
 
     cairo = ZoneInfo("Africa/Cairo")
-    for start, offsets in ((datetime(2090, 4, 28, 10, tzinfo=cairo), (3, 2)),
-                           (datetime(2090, 10, 27, 10, tzinfo=cairo), (2, 3))):
+    for start, offsets in (
+        (datetime(2090, 4, 28, 10, tzinfo=cairo), (3, 2)),
+        (datetime(2090, 10, 27, 10, tzinfo=cairo), (2, 3)),
+    ):
         touch = touches(make(start=start))[0]
         cal = icalendar.Calendar.from_ical(render(touch))
         (vtimezone,) = cal.walk("VTIMEZONE")
         (event,) = cal.walk("VEVENT")
         local = event.decoded("DTSTART").replace(tzinfo=None)
-        day_before = (local - timedelta(days=1)).replace(tzinfo=file_zone(vtimezone))  # the -1d alarm
-        assert (local.replace(tzinfo=file_zone(vtimezone)).utcoffset(), day_before.utcoffset()) == \
-            tuple(timedelta(hours=h) for h in offsets)
+        day_before = (local - timedelta(days=1)).replace(
+            tzinfo=file_zone(vtimezone)
+        )  # the -1d alarm
+        assert (
+            local.replace(tzinfo=file_zone(vtimezone)).utcoffset(),
+            day_before.utcoffset(),
+        ) == tuple(timedelta(hours=h) for h in offsets)
         assert day_before.astimezone(UTC) == touch.alerts[0].at.astimezone(UTC)

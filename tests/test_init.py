@@ -16,15 +16,25 @@ from reminderd.starter import _wall, plan_dates, write_starter
 from reminderd.timeparse import get_zone, parse_when
 
 ZONES = ["Europe/Athens", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "Etc/UTC"]
-INSTANTS = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2150, 12, 31),
-                        timezones=st.just(UTC))
+INSTANTS = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2150, 12, 31), timezones=st.just(UTC)
+)
 
 
 # around every DST change of these zones too: that is where wall-clock arithmetic goes wrong
-FOLDS = st.sampled_from([datetime(2030, 10, 27, 0, 0, tzinfo=UTC), datetime(2030, 3, 31, 0, 0, tzinfo=UTC),
-                         datetime(2030, 11, 3, 5, 0, tzinfo=UTC), datetime(2030, 3, 10, 6, 0, tzinfo=UTC),
-                         datetime(2030, 4, 6, 14, 0, tzinfo=UTC), datetime(2030, 10, 5, 15, 0, tzinfo=UTC)])
-NEAR_CHANGES = st.builds(lambda base, minutes: base + timedelta(minutes=minutes), FOLDS, st.integers(-120, 120))
+FOLDS = st.sampled_from(
+    [
+        datetime(2030, 10, 27, 0, 0, tzinfo=UTC),
+        datetime(2030, 3, 31, 0, 0, tzinfo=UTC),
+        datetime(2030, 11, 3, 5, 0, tzinfo=UTC),
+        datetime(2030, 3, 10, 6, 0, tzinfo=UTC),
+        datetime(2030, 4, 6, 14, 0, tzinfo=UTC),
+        datetime(2030, 10, 5, 15, 0, tzinfo=UTC),
+    ]
+)
+NEAR_CHANGES = st.builds(
+    lambda base, minutes: base + timedelta(minutes=minutes), FOLDS, st.integers(-120, 120)
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -68,7 +78,9 @@ def test_init_never_overwrites_without_force(tmp_path: Path, capsys) -> None:  #
     assert "demo-acme-call" in (tmp_path / "commitments.yaml").read_text()
 
 
-def test_init_defaults_to_the_xdg_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_defaults_to_the_xdg_config_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     assert main(["init"], clock=fixed_clock(datetime(2030, 1, 7, 9, 0, tzinfo=UTC))) == 0
     assert (tmp_path / "xdg" / "reminderd" / "config.yaml").is_file()
@@ -76,6 +88,8 @@ def test_init_defaults_to_the_xdg_config_dir(tmp_path: Path, monkeypatch: pytest
 
 def test_a_fold_hour_is_written_with_its_offset(tmp_path: Path) -> None:
     # 2030-10-27 in Athens: 03:00-04:00 happens twice; 45 minutes after 00:30 UTC is its second 03:15
-    written = write_starter(tmp_path, datetime(2030, 10, 27, 0, 30, tzinfo=UTC), zone_name="Europe/Athens")
+    written = write_starter(
+        tmp_path, datetime(2030, 10, 27, 0, 30, tzinfo=UTC), zone_name="Europe/Athens"
+    )
     assert "when: 2030-10-27T03:15+02:00" in written.commitments.read_text()
     assert main(["--config", str(written.config), "validate"]) == 0

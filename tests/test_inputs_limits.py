@@ -37,20 +37,28 @@ def _entry(key: str, value: str) -> tuple[str, str]:
     return f"commitments:\n  - title: {fields['title']}\n    when: {fields['when']}\n{extra}", label
 
 
-def validate(tmp_path: Path, name: str, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+def validate(
+    tmp_path: Path, name: str, text: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, list[str]]:
     (tmp_path / name).write_text(text, encoding="utf-8")
-    (tmp_path / "config.yaml").write_text(f"timezone: UTC\ncommitments: [{name}]\n", encoding="utf-8")
+    (tmp_path / "config.yaml").write_text(
+        f"timezone: UTC\ncommitments: [{name}]\n", encoding="utf-8"
+    )
     code = main(["--config", str(tmp_path / "config.yaml"), "validate"])
     return code, capsys.readouterr().out.splitlines()
 
 
 def test_the_table_covers_every_text_field() -> None:
-    assert set(ENTRY_KEYS) | set(CONTACT_KEYS) | set(FOLLOW_UP_KEYS) | set(CSV_COLUMNS) <= set(MAX_CHARS)
+    assert set(ENTRY_KEYS) | set(CONTACT_KEYS) | set(FOLLOW_UP_KEYS) | set(CSV_COLUMNS) <= set(
+        MAX_CHARS
+    )
     assert set(LIST_KEYS) | {"follow_ups"} == set(MAX_ITEMS)
 
 
 @pytest.mark.parametrize("key", sorted(MAX_CHARS))
-def test_one_character_over_the_limit(key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_one_character_over_the_limit(
+    key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     limit = MAX_CHARS[key]
     text, label = _entry(key, "a" * (limit + 1))
     line = next(n for n, ln in enumerate(text.splitlines(), 1) if "a" * (limit + 1) in ln)
@@ -60,7 +68,9 @@ def test_one_character_over_the_limit(key: str, tmp_path: Path, capsys: pytest.C
 
 
 @pytest.mark.parametrize("key", sorted(MAX_CHARS))
-def test_at_the_limit_length_is_no_error(key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_at_the_limit_length_is_no_error(
+    key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     text, _ = _entry(key, "a" * MAX_CHARS[key])
     _, lines = validate(tmp_path, "c.yaml", text, capsys)
     assert not [ln for ln in lines if "characters; at most" in ln]  # (other rules may object)
@@ -70,8 +80,10 @@ def test_at_the_limit_length_is_no_error(key: str, tmp_path: Path, capsys: pytes
 def test_one_item_too_many(key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     limit = MAX_ITEMS[key]
     item = "2d" if key == "follow_ups" else "-1m" if key in ("alarms", "sms") else "x"
-    text = ("commitments:\n  - title: Call Alex\n    when: 2026-11-30 10:00\n"
-            f"    {key}: [{', '.join([item] * (limit + 1))}]\n")
+    text = (
+        "commitments:\n  - title: Call Alex\n    when: 2026-11-30 10:00\n"
+        f"    {key}: [{', '.join([item] * (limit + 1))}]\n"
+    )
     code, lines = validate(tmp_path, "c.yaml", text, capsys)
     assert code == 65
     assert lines[:-1] == [f"c.yaml:4: {key} has {limit + 1} items; at most {limit}"]
@@ -86,15 +98,19 @@ def test_csv_list_cells_are_limited_too(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 @pytest.mark.parametrize("name", ["c.yaml", "c.csv"])
-def test_a_19_mb_title_is_refused_quickly(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_19_mb_title_is_refused_quickly(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # under the 20 MB file cap, so the field's own limit must catch it
     title = "x" * 19_000_000
     if name.endswith(".csv"):
         text = f"title,when\nCall Alex,2026-11-30 10:00\n{title},2026-11-30 10:00\n"
         line = 3
     else:
-        text = (f"commitments:\n  - title: Call Alex\n    when: 2026-11-30 10:00\n"
-                f"  - title: {title}\n    when: 2026-11-30 10:00\n")
+        text = (
+            f"commitments:\n  - title: Call Alex\n    when: 2026-11-30 10:00\n"
+            f"  - title: {title}\n    when: 2026-11-30 10:00\n"
+        )
         line = 4
     started = time.monotonic()
     code, lines = validate(tmp_path, name, text, capsys)

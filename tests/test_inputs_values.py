@@ -15,12 +15,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_crm_export_is_read_through_its_values(write) -> None:  # type: ignore[no-untyped-def]
-    write("crm.csv", "Subject,Due,Kind,State\n"
-                     "A,2026-11-30 10:00,Call,Completed\n"
-                     "B,2026-11-30 11:00,MEETING,deferred\n"
-                     "C,2026-11-30 12:00,video,Open\n"
-                     "D,2026-11-30 13:00,,\n")
-    config = write("config.yaml", """
+    write(
+        "crm.csv",
+        "Subject,Due,Kind,State\n"
+        "A,2026-11-30 10:00,Call,Completed\n"
+        "B,2026-11-30 11:00,MEETING,deferred\n"
+        "C,2026-11-30 12:00,video,Open\n"
+        "D,2026-11-30 13:00,,\n",
+    )
+    config = write(
+        "config.yaml",
+        """
         timezone: UTC
         defaults: {channel: Visit}
         commitments:
@@ -29,24 +34,36 @@ def test_a_crm_export_is_read_through_its_values(write) -> None:  # type: ignore
             values:
               channel: {call: CALL, Meeting: visit}
               status: {COMPLETED: Done, Deferred: cancelled}
-    """)
+    """,
+    )
     loaded = load_sources(load_config(config))
     assert loaded.problems == ()
     got = [(c.title, c.channel, c.status) for c in loaded.commitments]
-    assert got == [("A", "call", Status.DONE), ("B", "visit", Status.CANCELLED),
-                   ("C", "video", Status.OPEN), ("D", "visit", Status.OPEN)]
+    assert got == [
+        ("A", "call", Status.DONE),
+        ("B", "visit", Status.CANCELLED),
+        ("C", "video", Status.OPEN),
+        ("D", "visit", Status.OPEN),
+    ]
 
 
 def test_yaml_enum_values_in_any_case_read_as_ours(write) -> None:  # type: ignore[no-untyped-def]
-    write("c.yaml", """
+    write(
+        "c.yaml",
+        """
         defaults: {channel: VIDEO}
         commitments:
           - {title: A, when: 2026-11-30 10:00, channel: Call, status: CANCELLED}
           - {title: B, when: 2026-11-30 11:00}
-    """)
-    loaded = load_sources(load_config(write("config.yaml", "timezone: UTC\ncommitments: [c.yaml]\n")))
+    """,
+    )
+    loaded = load_sources(
+        load_config(write("config.yaml", "timezone: UTC\ncommitments: [c.yaml]\n"))
+    )
     assert [(c.channel, c.status) for c in loaded.commitments] == [
-        ("call", Status.CANCELLED), ("video", Status.OPEN)]
+        ("call", Status.CANCELLED),
+        ("video", Status.OPEN),
+    ]
 
 
 def test_yaml_files_get_no_values_hint(write, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
@@ -57,20 +74,26 @@ def test_yaml_files_get_no_values_hint(write, capsys: pytest.CaptureFixture[str]
     assert first == "c.yaml:1: status 'Completed' must be one of open, done, cancelled"
 
 
-def test_two_words_that_differ_only_in_case_are_an_error(write, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_two_words_that_differ_only_in_case_are_an_error(
+    write, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
     write("c.csv", "title,when\n")
-    config = write("config.yaml", """
+    config = write(
+        "config.yaml",
+        """
         commitments:
           - path: c.csv
             values:
               status:
                 Completed: done
                 COMPLETED: cancelled
-    """)
+    """,
+    )
     assert main(["--config", str(config), "validate"]) == 78
     assert capsys.readouterr().err.splitlines() == [
         f"{config}:6: values.status: 'COMPLETED' is also given as 'Completed' (line 5); "
-        "words are matched without regard to case"]
+        "words are matched without regard to case"
+    ]
 
 
 def test_the_example_maps_zoho_statuses() -> None:

@@ -18,8 +18,9 @@ def restore_logging():  # type: ignore[no-untyped-def]
     logging.getLogger("reminderd").setLevel(saved[2])
 
 
-def test_journald_lines_have_priority_and_no_timestamp(monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_journald_lines_have_priority_and_no_timestamp(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
     setup_logging()
     logging.getLogger("reminderd.test").warning("calendar unreachable")
@@ -27,7 +28,9 @@ def test_journald_lines_have_priority_and_no_timestamp(monkeypatch: pytest.Monke
     assert err == "<4>reminderd.test: calendar unreachable\n"
 
 
-def test_terminal_lines_have_a_timestamp(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_terminal_lines_have_a_timestamp(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     setup_logging()
     logging.getLogger("reminderd.test").info("hello")

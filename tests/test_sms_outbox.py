@@ -73,16 +73,24 @@ def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
     db = StateDB(tmp_path / "state.sqlite3")
     clock = Clock(START - timedelta(hours=2))
     sender = Scripted()
-    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=6000), ATHENS, clock)
+    d = Dispatcher(
+        Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=6000), ATHENS, clock
+    )
     yield d, clock, sender
     d.close()
     db.close()
 
 
 def commitment(**kw: object) -> Commitment:
-    base: dict[str, object] = {"id": "acme", "title": "Call Alex", "start": START, "duration": timedelta(minutes=15),
-                                   "contact": Contact("Alex", "ACME", "+302101234567"), "purpose": "card details",
-                                   "sms": (timedelta(minutes=-30),)}
+    base: dict[str, object] = {
+        "id": "acme",
+        "title": "Call Alex",
+        "start": START,
+        "duration": timedelta(minutes=15),
+        "contact": Contact("Alex", "ACME", "+302101234567"),
+        "purpose": "card details",
+        "sms": (timedelta(minutes=-30),),
+    }
     base.update(kw)
     return Commitment(**base)  # type: ignore[arg-type]
 
@@ -93,7 +101,12 @@ def test_sent_once_at_its_time(rig) -> None:  # type: ignore[no-untyped-def]
     assert d.run_due() == []  # not yet
     clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     assert d.run_due() == ["sent"]
-    assert d.run_due() == [] and d.replan([commitment()]) == {"added": 0, "moved": 0, "cancelled": 0, "reopened": 0}
+    assert d.run_due() == [] and d.replan([commitment()]) == {
+        "added": 0,
+        "moved": 0,
+        "cancelled": 0,
+        "reopened": 0,
+    }
     assert sender.sent == ["10:00 Call Alex - Alex (ACME) +302101234567. Why: card details."]
 
 
@@ -121,12 +134,17 @@ def test_late_within_grace_says_late_and_beyond_is_missed(rig) -> None:  # type:
 def test_temporary_failures_retry_with_backoff_permanent_do_not(rig) -> None:  # type: ignore[no-untyped-def]
     d, clock, sender = rig
     d.replan([commitment(), commitment(id="b")])
-    sender.script = [SmsError("busy", permanent=False, status=429), SmsError("bad number", permanent=True, code=21211)]
+    sender.script = [
+        SmsError("busy", permanent=False, status=429),
+        SmsError("bad number", permanent=True, code=21211),
+    ]
     clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     assert sorted(d.run_due()) == ["failed", "retry"]
     assert d.run_due() == []  # the retry waits for its backoff
     retry_at = d.outbox.next_time()
-    assert retry_at is not None and timedelta(seconds=1) <= retry_at - clock.now <= timedelta(seconds=6)
+    assert retry_at is not None and timedelta(seconds=1) <= retry_at - clock.now <= timedelta(
+        seconds=6
+    )
     clock.now = retry_at
     assert d.run_due() == ["sent"]
     assert len(sender.sent) == 1
@@ -193,7 +211,9 @@ def test_recovery_after_a_crash_asks_the_provider(rig) -> None:  # type: ignore[
         d.outbox.claim(row.key, d.body(row, late=False), clock.now)
     sender.found = "SMfound"
     assert d.recover() == 2
-    assert d.run_due() == []  # the interrupted requests get lookup_delay to show in the provider's list
+    assert (
+        d.run_due() == []
+    )  # the interrupted requests get lookup_delay to show in the provider's list
     clock.now += d.tuning.lookup_delay
     assert d.run_due() == ["sent", "sent"]
     assert {r.sid for r in d.outbox.recent()} == {"SMfound"} and sender.sent == []
@@ -215,7 +235,11 @@ def test_digest_lists_today_and_missed_once_a_day(rig) -> None:  # type: ignore[
     morning = START.replace(hour=7, minute=30).astimezone(UTC)
     clock.now = morning
     text = d.digest([commitment()], morning)
-    assert text is not None and "10:00 Call Alex (Alex (ACME))" in text and "Missed backups: Call Alex" in text
+    assert (
+        text is not None
+        and "10:00 Call Alex (Alex (ACME))" in text
+        and "Missed backups: Call Alex" in text
+    )
     assert d.digest([commitment()], morning) is None  # once per day
     assert d.run_due() == ["sent"] and sender.sent[-1] == text
 
@@ -227,7 +251,14 @@ def test_stopping_leaves_queued_sends_pending_never_half_sent(tmp_path: Path) ->
     db = StateDB(tmp_path / "slow.sqlite3")
     clock = Clock(START - timedelta(hours=2))
     sender = Scripted()
-    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=60), ATHENS, clock, tuning=Tuning(workers=2))
+    d = Dispatcher(
+        Outbox(db),
+        sender,
+        sms_config(to="+306912345678", rate_per_minute=60),
+        ATHENS,
+        clock,
+        tuning=Tuning(workers=2),
+    )
     d.replan([commitment(id=f"c{i}") for i in range(20)])
     clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     worker = threading.Thread(target=d.run_due)
@@ -248,19 +279,29 @@ def lost_state_rig(tmp_path: Path, began: datetime) -> tuple[Dispatcher, Clock, 
     db = StateDB(tmp_path / "new-state.sqlite3")
     clock = Clock(began)
     sender = Scripted()
-    return Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=6000), ATHENS, clock), clock, sender
+    return (
+        Dispatcher(
+            Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=6000), ATHENS, clock
+        ),
+        clock,
+        sender,
+    )
 
 
 def test_a_lost_state_asks_the_provider_before_sending_late(tmp_path: Path) -> None:
     """Backups a day ahead; the state is lost and begins again 20 minutes after their time.
     The earlier state had sent one of them, late (so it said LATE and, the day before, the date)."""
-    earlier = "LATE reminder: Wed 02 Dec 10:00 Call Alex - Alex (ACME) +302101234567. Why: card details."
+    earlier = (
+        "LATE reminder: Wed 02 Dec 10:00 Call Alex - Alex (ACME) +302101234567. Why: card details."
+    )
     d, _clock, sender = lost_state_rig(tmp_path, START - timedelta(days=1) + timedelta(minutes=20))
     sender.has[earlier] = "SMearlier"
     day_before = (timedelta(days=-1),)
     d.replan([commitment(sms=day_before), commitment(id="b", title="Call Bea", sms=day_before)])
     assert d.run_due() == ["sent", "sent"]
-    assert sender.sent == ["LATE reminder: Wed 02 Dec 10:00 Call Bea - Alex (ACME) +302101234567. Why: card details."]
+    assert sender.sent == [
+        "LATE reminder: Wed 02 Dec 10:00 Call Bea - Alex (ACME) +302101234567. Why: card details."
+    ]
     rows = {r.key.split("#")[0]: r for r in d.outbox.recent(statuses=("sent",))}
     assert rows["acme"].sid == "SMearlier" and rows["acme"].error == LOST_STATE_NOTE
     assert rows["b"].error is None  # not found at the provider: really sent now
@@ -281,7 +322,9 @@ def test_an_intact_state_does_not_look_up_its_own_late_sends(rig) -> None:  # ty
 
 def test_a_send_due_as_the_state_begins_is_not_looked_up(tmp_path: Path) -> None:
     """An item added with its SMS due right now is the common case, not a lost state."""
-    d, _clock, sender = lost_state_rig(tmp_path, START - timedelta(minutes=30) + timedelta(seconds=5))
+    d, _clock, sender = lost_state_rig(
+        tmp_path, START - timedelta(minutes=30) + timedelta(seconds=5)
+    )
     d.replan([commitment()])
     assert d.run_due() == ["sent"] and sender.lookups == []
     d.close()
@@ -303,13 +346,22 @@ def test_a_failed_look_up_asks_again_then_sends_before_it_is_too_late(tmp_path: 
     d.close()
 
 
-def test_a_long_rate_limit_wait_makes_a_send_late_or_missed_not_silently_stale(tmp_path: Path) -> None:
+def test_a_long_rate_limit_wait_makes_a_send_late_or_missed_not_silently_stale(
+    tmp_path: Path,
+) -> None:
     """Five sends due together, one a minute allowed: late and missed are judged when each can
     go, not when it joined the queue (a queued send could otherwise go out past its grace)."""
     db = StateDB(tmp_path / "state.sqlite3")
     clock = Clock(START - timedelta(hours=1))
     sender = Scripted()
-    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=1, late_grace=timedelta(seconds=200)), ATHENS, clock, tuning=Tuning(workers=1))
+    d = Dispatcher(
+        Outbox(db),
+        sender,
+        sms_config(to="+306912345678", rate_per_minute=1, late_grace=timedelta(seconds=200)),
+        ATHENS,
+        clock,
+        tuning=Tuning(workers=1),
+    )
 
     def wait(seconds: float) -> None:  # the limiter's sleep moves our clock instead
         clock.now += timedelta(seconds=seconds)
@@ -317,7 +369,13 @@ def test_a_long_rate_limit_wait_makes_a_send_late_or_missed_not_silently_stale(t
     d.limiter = RateLimiter(1, sleep=wait, monotonic=lambda: clock.now.timestamp())
     d.replan([commitment(id=f"c{i}", title=f"Call {i}") for i in range(5)])
     clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
-    assert sorted(d.run_due()) == ["missed", "sent", "sent", "sent", "sent"]  # 0, 1, 2, 3 min; 4 min > 200 s
+    assert sorted(d.run_due()) == [
+        "missed",
+        "sent",
+        "sent",
+        "sent",
+        "sent",
+    ]  # 0, 1, 2, 3 min; 4 min > 200 s
     assert [b.startswith("LATE reminder: ") for b in sender.sent] == [False, False, False, True]
     d.close()
     db.close()
@@ -363,8 +421,17 @@ def test_the_timer_keeps_going_when_more_than_one_batch_is_due(tmp_path: Path) -
 
     db = StateDB(tmp_path / "state.sqlite3")
     sender = Scripted()
-    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=60_000), ATHENS, system_clock, tuning=Tuning(batch=10))
-    start = system_clock() + timedelta(minutes=30)  # relative to now: the timer runs on the wall clock
+    d = Dispatcher(
+        Outbox(db),
+        sender,
+        sms_config(to="+306912345678", rate_per_minute=60_000),
+        ATHENS,
+        system_clock,
+        tuning=Tuning(batch=10),
+    )
+    start = system_clock() + timedelta(
+        minutes=30
+    )  # relative to now: the timer runs on the wall clock
     d.replan([commitment(id=f"c{i}", title=f"Call {i}", start=start) for i in range(25)])
     scheduler = SmsScheduler(d, ATHENS, None, lambda: ())
     scheduler.start()
@@ -395,7 +462,14 @@ def test_stopping_while_a_run_finishes_does_not_hang(tmp_path: Path) -> None:
 
     db = StateDB(tmp_path / "state.sqlite3")
     sender = Slow()
-    d = Dispatcher(Outbox(db), sender, sms_config(to="+306912345678", rate_per_minute=60_000), ATHENS, system_clock, tuning=Tuning(workers=1))
+    d = Dispatcher(
+        Outbox(db),
+        sender,
+        sms_config(to="+306912345678", rate_per_minute=60_000),
+        ATHENS,
+        system_clock,
+        tuning=Tuning(workers=1),
+    )
     start = system_clock() + timedelta(minutes=30)
     d.replan([commitment(id=f"c{i}", title=f"Call {i}", start=start) for i in range(3)])
     scheduler = SmsScheduler(d, ATHENS, None, lambda: ())

@@ -42,21 +42,31 @@ os.environ["TEST_TWILIO_SID"] = SID  # read by the configs below, in process and
 os.environ["TEST_TWILIO_TOKEN"] = "test-token-not-secret"
 
 
-def setup(tmp: Path, url: str, n: int = 1, *, extra: str = "", minutes: int = 20, tag: str = "t",
-          monkeypatch: pytest.MonkeyPatch | None = None) -> Path:
+def setup(
+    tmp: Path,
+    url: str,
+    n: int = 1,
+    *,
+    extra: str = "",
+    minutes: int = 20,
+    tag: str = "t",
+    monkeypatch: pytest.MonkeyPatch | None = None,
+) -> Path:
     """Config + n commitments whose SMS (-minutes) is due right now."""
     start = datetime.now(UTC) + timedelta(minutes=minutes)
     items = "\n".join(
         f"  - {{id: {tag}{i}, title: Call {tag}-{i}, when: '{start.strftime('%Y-%m-%dT%H:%M:%S')}Z', "
         f"contact: {{name: Alex, phone: '+30 210 123 4567'}}, purpose: Card details, sms: [-{minutes}m]}}"
-        for i in range(n))
+        for i in range(n)
+    )
     (tmp / "c.yaml").write_text(f"timezone: Europe/Athens\ncommitments:\n{items}\n")
     (tmp / "config.yaml").write_text(
         "timezone: Europe/Athens\nstate_dir: state\ncommitments: [c.yaml]\n"
         "calendar: {url: 'http://127.0.0.1:9/'}\n"
         "sms:\n  provider: twilio\n  account_sid_env: TEST_TWILIO_SID\n  auth_token_env: TEST_TWILIO_TOKEN\n"
         f"  from: '+15017122661'\n  to: '+30 691 234 5678'\n  api_url: {url}\n  timeout: 2s\n"
-        f"  rate_per_minute: 6000\n{extra}")
+        f"  rate_per_minute: 6000\n{extra}"
+    )
     return tmp / "config.yaml"
 
 
@@ -80,27 +90,36 @@ def test_exact_form_fields(mock: TwilioMock, tmp_path: Path) -> None:
     (form,) = mock.messages()
     assert set(form) == {"To", "From", "Body", "ValidityPeriod"}
     assert form["To"] == "+306912345678" and form["From"] == "+15017122661"
-    assert re.fullmatch(r"(\w{3} \d{2} \w{3} )?\d{2}:\d{2} Call t-0 - Alex \+302101234567\. Why: Card details\.",
-                        form["Body"]), form["Body"]  # the local start time first, then who and why
+    assert re.fullmatch(
+        r"(\w{3} \d{2} \w{3} )?\d{2}:\d{2} Call t-0 - Alex \+302101234567\. Why: Card details\.",
+        form["Body"],
+    ), form["Body"]  # the local start time first, then who and why
     assert 1200 <= int(form["ValidityPeriod"]) <= 36000  # until the item starts, not hours later
     (record,) = [r for r in mock.requests() if r.get("method") == "POST"]
     import base64
-    assert base64.b64decode(str(record["authorization"]).split()[1]).decode() == f"{SID}:test-token-not-secret"
+
+    assert (
+        base64.b64decode(str(record["authorization"]).split()[1]).decode()
+        == f"{SID}:test-token-not-secret"
+    )
     assert dispatch(config) == []  # sent once, never again
 
 
 def test_messaging_service_instead_of_from(mock: TwilioMock, tmp_path: Path) -> None:
     mock.clear()
     config = setup(tmp_path, mock.url)
-    text = config.read_text().replace("  from: '+15017122661'\n", "  messaging_service_sid: MG" + "a" * 32 + "\n")
+    text = config.read_text().replace(
+        "  from: '+15017122661'\n", "  messaging_service_sid: MG" + "a" * 32 + "\n"
+    )
     config.write_text(text)
     assert dispatch(config) == ["sent"]
     (form,) = mock.messages()
     assert form["MessagingServiceSid"] == "MG" + "a" * 32 and "From" not in form
 
 
-def test_permanent_error_is_not_retried_and_shows_in_status(mock: TwilioMock, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_permanent_error_is_not_retried_and_shows_in_status(
+    mock: TwilioMock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     mock.clear()
     config = setup(tmp_path, mock.url)
     mock.fail_next(400, 21211, "The 'To' number +306912345678 is not a valid phone number.")
@@ -113,7 +132,9 @@ def test_permanent_error_is_not_retried_and_shows_in_status(mock: TwilioMock, tm
 
 
 @pytest.mark.parametrize("status,code", [(429, 20429), (500, 20500), (503, 20503)])
-def test_temporary_errors_are_retried(mock: TwilioMock, tmp_path: Path, status: int, code: int) -> None:
+def test_temporary_errors_are_retried(
+    mock: TwilioMock, tmp_path: Path, status: int, code: int
+) -> None:
     mock.clear()
     config = setup(tmp_path, mock.url)
     mock.fail_next(status, code, "busy", count=2)
@@ -169,7 +190,9 @@ def test_fault_proxy(mock: TwilioMock, tmp_path: Path, fault: str) -> None:
     assert len(mock.messages()) == 1  # the faulty one never reached the provider
 
 
-def test_a_lost_reply_is_found_by_the_look_up_and_not_sent_again(mock: TwilioMock, tmp_path: Path) -> None:
+def test_a_lost_reply_is_found_by_the_look_up_and_not_sent_again(
+    mock: TwilioMock, tmp_path: Path
+) -> None:
     """The send reaches the provider, the answer never comes back: the look-up finds it."""
     mock.clear()
     proxy = FaultProxy(mock.url)
@@ -204,7 +227,9 @@ def test_find_sent_finds_a_sent_message_and_not_an_unsent_one(mock: TwilioMock) 
     """The look-up against messages kept by the provider: to, from and time filters, exact text."""
     mock.clear()
     to, sender_number = "+306912345678", "+15017122661"
-    sender = TwilioSender(SID, auth_token="test-token-not-secret", from_=sender_number, api_url=mock.url)
+    sender = TwilioSender(
+        SID, auth_token="test-token-not-secret", from_=sender_number, api_url=mock.url
+    )
     since = datetime.now(UTC) - LOOKUP_MARGIN
     text = "10:00 Call Alex - Alex (ACME). Why: card details."
     sid = sender.send(to, text, 600)
@@ -213,11 +238,19 @@ def test_find_sent_finds_a_sent_message_and_not_an_unsent_one(mock: TwilioMock) 
     sender.send("+306900000000", "10:00 Call Bea.", 600)  # another phone
     sender.lookup_page = 2
     assert sender.find_sent(to, text, since) == sid
-    assert sender.find_sent(to, ("LATE reminder: " + text, " " + text + " "), since) == sid  # any of the wordings
+    assert (
+        sender.find_sent(to, ("LATE reminder: " + text, " " + text + " "), since) == sid
+    )  # any of the wordings
     assert sender.find_sent(to, "10:00 Call Bea.", since) is None  # sent, but to another phone
-    assert sender.find_sent(to, "11:00 Call Alex - Alex (ACME). Why: card details.", since) is None  # never sent
-    assert sender.find_sent(to, text, datetime.now(UTC) + timedelta(minutes=1)) is None  # sent before `since`
-    other = TwilioSender(SID, auth_token="test-token-not-secret", from_="+15550001111", api_url=mock.url)
+    assert (
+        sender.find_sent(to, "11:00 Call Alex - Alex (ACME). Why: card details.", since) is None
+    )  # never sent
+    assert (
+        sender.find_sent(to, text, datetime.now(UTC) + timedelta(minutes=1)) is None
+    )  # sent before `since`
+    other = TwilioSender(
+        SID, auth_token="test-token-not-secret", from_="+15550001111", api_url=mock.url
+    )
     assert other.find_sent(to, text, since) is None  # another sender number's message is not ours
     lists = [str(r["query"]) for r in mock.requests() if r.get("method") == "GET"]
     assert lists and all("To=%2B306912345678" in q and "From=%2B1" in q for q in lists)
@@ -232,8 +265,10 @@ def test_a_lost_state_database_does_not_send_again(mock: TwilioMock, tmp_path: P
     config = setup(tmp_path, mock.url, n=3, tag="lost")  # due now
     later_one = datetime.now(UTC) + timedelta(minutes=21)  # its SMS is due in a minute
     with (tmp_path / "c.yaml").open("a") as f:
-        f.write(f"  - {{id: lost9, title: Call lost-9, when: '{later_one.strftime('%Y-%m-%dT%H:%M:%S')}Z', "
-                "contact: {name: Alex}, sms: [-20m]}\n")
+        f.write(
+            f"  - {{id: lost9, title: Call lost-9, when: '{later_one.strftime('%Y-%m-%dT%H:%M:%S')}Z', "
+            "contact: {name: Alex}, sms: [-20m]}\n"
+        )
     assert dispatch(config) == ["sent", "sent", "sent"]
     before = {f["Body"] for f in mock.messages()}
     state = tmp_path / "state"
@@ -259,7 +294,9 @@ def test_connection_refused_is_temporary(tmp_path: Path) -> None:
     assert dispatch(config) == ["retry"]
 
 
-def test_test_sms_command(mock: TwilioMock, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_test_sms_command(
+    mock: TwilioMock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     mock.clear()
     config = setup(tmp_path, mock.url)
     assert main(["--config", str(config), "test-sms"]) == 0
@@ -275,9 +312,16 @@ class ForkServer:
 
     def __init__(self, cwd: Path) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT / "tests") + os.pathsep + str(ROOT))
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "sms_harness.py"), "--serve"], env=env,
-                                     cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "sms_harness.py"), "--serve"],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -330,14 +374,18 @@ def test_crash_at_random_points_never_loses_or_triples(mock: TwilioMock, tmp_pat
             config = setup(work, mock.url, n=per_trial, tag=tag)
             server.tell(f"run {config}")
             assert server.line() == "ready"
-            time.sleep(rnd.uniform(0.0, 0.15))  # the sends take about that long: kill somewhere inside
+            time.sleep(
+                rnd.uniform(0.0, 0.15)
+            )  # the sends take about that long: kill somewhere inside
             server.tell("kill")
             killed_mid_run += server.until_exit()[-1] == "exit killed"
             server.tell(f"run {config}", "wait")  # the restart, to the end
             lines = server.until_exit()
             assert lines[0] == "ready" and lines[-1] == "exit 0", lines
             interrupted += int(lines[1].split()[1])  # "recovered N": in flight when killed
-            bodies = Counter(f["Body"].split(" Call ", 1)[1].split(" - ")[0] for f in mock.messages())
+            bodies = Counter(
+                f["Body"].split(" Call ", 1)[1].split(" - ")[0] for f in mock.messages()
+            )
             want = {f"{tag}-{i}" for i in range(per_trial)}
             lost += len(want - set(bodies))
             repeated += sum(1 for n in bodies.values() if n > 1)
@@ -350,10 +398,12 @@ def test_crash_at_random_points_never_loses_or_triples(mock: TwilioMock, tmp_pat
             confirmed += sum(1 for r in rows if (r.error or "").startswith("confirmed by look-up"))
     finally:
         server.close()
-    print(f"\ncrash test: {trials} trials ({killed_mid_run} killed mid-run) in {time.monotonic() - began:.0f} s, "
-          f"{trials * per_trial} SMS: lost {lost}, repeated {repeated}; {interrupted} sends in flight at the kill: "
-          f"{confirmed} had reached the provider and were confirmed by look-up, "
-          f"{interrupted - confirmed} had not and were sent once")
+    print(
+        f"\ncrash test: {trials} trials ({killed_mid_run} killed mid-run) in {time.monotonic() - began:.0f} s, "
+        f"{trials * per_trial} SMS: lost {lost}, repeated {repeated}; {interrupted} sends in flight at the kill: "
+        f"{confirmed} had reached the provider and were confirmed by look-up, "
+        f"{interrupted - confirmed} had not and were sent once"
+    )
     assert lost == 0
     assert killed_mid_run >= 40  # the kills landed while it was working
     # of the interrupted sends that had reached the provider, the look-up found (nearly) all
@@ -365,8 +415,13 @@ def test_normal_path_sends_exactly_once(mock: TwilioMock, tmp_path: Path) -> Non
     env = dict(os.environ, PYTHONPATH=str(ROOT / "tests") + os.pathsep + str(ROOT))
     config = setup(tmp_path, mock.url, n=20, tag="once")
     for _ in range(3):
-        subprocess.run([sys.executable, str(ROOT / "tests" / "sms_harness.py"), str(config)], env=env,
-                       cwd=tmp_path, check=True, timeout=120)
+        subprocess.run(
+            [sys.executable, str(ROOT / "tests" / "sms_harness.py"), str(config)],
+            env=env,
+            cwd=tmp_path,
+            check=True,
+            timeout=120,
+        )
     bodies = Counter(f["Body"] for f in mock.messages())
     assert len(bodies) == 20 and set(bodies.values()) == {1}
 
@@ -375,11 +430,18 @@ def test_api_key_auth(mock: TwilioMock, tmp_path: Path, monkeypatch: pytest.Monk
     mock.clear()
     config = setup(tmp_path, mock.url)
     monkeypatch.setenv("TEST_TWILIO_KEY_SECRET", "key-secret")
-    config.write_text(config.read_text().replace(
-        "  auth_token_env: TEST_TWILIO_TOKEN\n",
-        "  api_key_sid: SK" + "1" * 32 + "\n  api_key_secret_env: TEST_TWILIO_KEY_SECRET\n"))
+    config.write_text(
+        config.read_text().replace(
+            "  auth_token_env: TEST_TWILIO_TOKEN\n",
+            "  api_key_sid: SK" + "1" * 32 + "\n  api_key_secret_env: TEST_TWILIO_KEY_SECRET\n",
+        )
+    )
     assert dispatch(config) == ["sent"]
     (record,) = [r for r in mock.requests() if r.get("method") == "POST"]
     import base64
-    assert base64.b64decode(str(record["authorization"]).split()[1]).decode() == "SK" + "1" * 32 + ":key-secret"
+
+    assert (
+        base64.b64decode(str(record["authorization"]).split()[1]).decode()
+        == "SK" + "1" * 32 + ":key-secret"
+    )
     assert f"/Accounts/{SID}/Messages.json" in str(record["path"])

@@ -63,15 +63,25 @@ def make_0_1_database(path: Path) -> None:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(SCHEMA_0_1)
-    db.execute("INSERT INTO calendar_events VALUES (?, ?, ?, ?, ?)",
-               (CAL, "reminderd-1", "/alex/follow-ups/reminderd-1.ics", '"etag-1"', "hash-1"))
-    db.execute("INSERT INTO sms_outbox (key, kind, due, send_at, next_try, deadline, payload, status, "
-               "attempts, ambiguous, started_at, sid, error, body, updated_at) "
-               "VALUES (?, 'backup', ?, ?, ?, ?, ?, 'sent', 1, 0, ?, 'SM1', NULL, 'Call Dana', ?)",
-               ("call-dana#1@-30m@2025-03-14T10:00", "2025-03-14T10:00:00.000+00:00",
-                "2025-03-14T09:30:00.000+00:00", "2025-03-14T09:30:00.000+00:00",
-                "2025-03-14T10:00:00.000+00:00", json.dumps({"title": "Call Dana"}),
-                "2025-03-14T09:30:00.100+00:00", "2025-03-14T09:30:01.000+00:00"))
+    db.execute(
+        "INSERT INTO calendar_events VALUES (?, ?, ?, ?, ?)",
+        (CAL, "reminderd-1", "/alex/follow-ups/reminderd-1.ics", '"etag-1"', "hash-1"),
+    )
+    db.execute(
+        "INSERT INTO sms_outbox (key, kind, due, send_at, next_try, deadline, payload, status, "
+        "attempts, ambiguous, started_at, sid, error, body, updated_at) "
+        "VALUES (?, 'backup', ?, ?, ?, ?, ?, 'sent', 1, 0, ?, 'SM1', NULL, 'Call Dana', ?)",
+        (
+            "call-dana#1@-30m@2025-03-14T10:00",
+            "2025-03-14T10:00:00.000+00:00",
+            "2025-03-14T09:30:00.000+00:00",
+            "2025-03-14T09:30:00.000+00:00",
+            "2025-03-14T10:00:00.000+00:00",
+            json.dumps({"title": "Call Dana"}),
+            "2025-03-14T09:30:00.100+00:00",
+            "2025-03-14T09:30:01.000+00:00",
+        ),
+    )
     db.execute("INSERT INTO meta VALUES (?, ?)", ("sync:" + CAL, json.dumps("token-7")))
     db.close()
 
@@ -114,17 +124,28 @@ def test_step_1_is_the_0_1_schema(tmp_path: Path, old: Path) -> None:
 def test_a_0_1_database_is_upgraded_in_place_and_keeps_every_row(tmp_path: Path, old: Path) -> None:
     db = StateDB(old)
     try:
-        assert db.events(CAL) == {"reminderd-1": EventRow("reminderd-1", "/alex/follow-ups/reminderd-1.ics",
-                                                          '"etag-1"', "hash-1")}
+        assert db.events(CAL) == {
+            "reminderd-1": EventRow(
+                "reminderd-1", "/alex/follow-ups/reminderd-1.ics", '"etag-1"', "hash-1"
+            )
+        }
         assert db.get("sync:" + CAL) == "token-7"
         (row,) = [r for r in Outbox(db).recent(10) if r.key == "call-dana#1@-30m@2025-03-14T10:00"]
-        assert (row.status, row.sid, row.body, row.payload) == ("sent", "SM1", "Call Dana", {"title": "Call Dana"})
+        assert (row.status, row.sid, row.body, row.payload) == (
+            "sent",
+            "SM1",
+            "Call Dana",
+            {"title": "Call Dana"},
+        )
         assert row.send_at == datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
     finally:
         db.close()
     assert user_version(old) == LATEST
-    assert ("index", "sms_outbox_kind",
-            "CREATE INDEX sms_outbox_kind ON sms_outbox (kind, status)") in schema_of(old)
+    assert (
+        "index",
+        "sms_outbox_kind",
+        "CREATE INDEX sms_outbox_kind ON sms_outbox (kind, status)",
+    ) in schema_of(old)
     fresh = tmp_path / "fresh" / "state.sqlite3"
     StateDB(fresh).close()
     assert schema_of(old) == schema_of(fresh)  # upgraded or new: one schema
@@ -151,7 +172,8 @@ def test_a_database_newer_than_this_code_is_refused(old: Path, readonly: bool) -
         StateDB(old, readonly=readonly)
     assert str(refused.value) == (
         f"state database {old} has schema version {LATEST + 1}, newer than this reminderd knows "
-        f"({LATEST}): upgrade reminderd (an older version must not change it)")
+        f"({LATEST}): upgrade reminderd (an older version must not change it)"
+    )
     assert files_in(old.parent) == before
 
 
@@ -161,7 +183,8 @@ def test_reading_an_old_database_is_refused_and_changes_nothing(old: Path) -> No
         StateDB(old, readonly=True)
     assert str(refused.value) == (
         f"state database {old} has schema version 0, older than this reminderd needs ({LATEST}): "
-        "run the daemon or `reminderd sync` once to upgrade it")
+        "run the daemon or `reminderd sync` once to upgrade it"
+    )
     assert files_in(old.parent) == before  # same bytes, and no -wal or -shm left behind
 
 
@@ -175,12 +198,17 @@ def test_reading_an_upgraded_database_works(old: Path) -> None:
 
 
 def test_a_failing_step_leaves_the_version_where_it_was(old: Path) -> None:
-    broken = Step(LATEST + 1, "test: fails after its first statement",
-                  ("CREATE TABLE half_done (x TEXT)", "INSERT INTO no_such_table VALUES (1)"))
+    broken = Step(
+        LATEST + 1,
+        "test: fails after its first statement",
+        ("CREATE TABLE half_done (x TEXT)", "INSERT INTO no_such_table VALUES (1)"),
+    )
     with pytest.raises(StateError) as failed:
         StateDB(old, steps=(*STEPS, broken))
-    assert str(failed.value) == (f"state database {old}: upgrading it to schema version {LATEST + 1} failed, "
-                                 f"it stays at {LATEST}: the database failed (SQLITE_ERROR)")
+    assert str(failed.value) == (
+        f"state database {old}: upgrading it to schema version {LATEST + 1} failed, "
+        f"it stays at {LATEST}: the database failed (SQLITE_ERROR)"
+    )
     assert user_version(old) == LATEST  # the steps before it landed, each on its own
     assert "half_done" not in [name for _, name, _ in schema_of(old)]
     db = StateDB(old)  # and this code still opens it
@@ -215,11 +243,13 @@ def test_no_sqlite_only_upserts_in_the_code() -> None:
     assert found == []
 
 
-def test_only_an_upgrade_is_logged_not_a_new_database(tmp_path: Path, old: Path,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_only_an_upgrade_is_logged_not_a_new_database(
+    tmp_path: Path, old: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="reminderd.store.sqlite"):
         StateDB(tmp_path / "new.sqlite3").close()
         assert caplog.messages == []
         StateDB(old).close()
-    assert caplog.messages[-1] == (f"state database {old}: upgraded to schema version {LATEST} "
-                                   f"({STEPS[-1].purpose})")
+    assert caplog.messages[-1] == (
+        f"state database {old}: upgraded to schema version {LATEST} ({STEPS[-1].purpose})"
+    )

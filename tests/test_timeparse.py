@@ -25,27 +25,38 @@ from reminderd.timeparse import (
 ATHENS = ZoneInfo("Europe/Athens")
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("-1d", timedelta(days=-1)),
-    ("-1h30m", -timedelta(hours=1, minutes=30)),
-    ("-10m", timedelta(minutes=-10)),
-    ("-45s", timedelta(seconds=-45)),
-    ("0m", timedelta(0)),
-    ("15m", timedelta(minutes=15)),
-    ("+15m", timedelta(minutes=15)),
-    ("-PT15M", timedelta(minutes=-15)),
-    ("-P1DT2H", -timedelta(days=1, hours=2)),
-    ("P1W", timedelta(weeks=1)),
-    ("-1w", timedelta(weeks=-1)),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("-1d", timedelta(days=-1)),
+        ("-1h30m", -timedelta(hours=1, minutes=30)),
+        ("-10m", timedelta(minutes=-10)),
+        ("-45s", timedelta(seconds=-45)),
+        ("0m", timedelta(0)),
+        ("15m", timedelta(minutes=15)),
+        ("+15m", timedelta(minutes=15)),
+        ("-PT15M", timedelta(minutes=-15)),
+        ("-P1DT2H", -timedelta(days=1, hours=2)),
+        ("P1W", timedelta(weeks=1)),
+        ("-1w", timedelta(weeks=-1)),
+    ],
+)
 def test_offsets(text: str, expected: timedelta) -> None:
     assert parse_offset(text) == expected
 
 
-@pytest.mark.parametrize("text,fragment", [
-    ("15", "has no unit"), ("", "bad offset"), ("-", "bad offset"), ("1x", "bad offset"),
-    ("-400d", "more than a year"), ("PT", "bad offset"), ("1m1h", "bad offset"),
-])
+@pytest.mark.parametrize(
+    "text,fragment",
+    [
+        ("15", "has no unit"),
+        ("", "bad offset"),
+        ("-", "bad offset"),
+        ("1x", "bad offset"),
+        ("-400d", "more than a year"),
+        ("PT", "bad offset"),
+        ("1m1h", "bad offset"),
+    ],
+)
 def test_bad_offsets(text: str, fragment: str) -> None:
     with pytest.raises(InvalidValue, match=fragment):
         parse_offset(text)
@@ -82,7 +93,9 @@ def test_dst_gap_and_fold_are_errors_that_suggest_the_offset() -> None:
     assert parse_when("2026-10-25T03:30+02:00", ATHENS).utcoffset() == timedelta(hours=2)
 
 
-@pytest.mark.parametrize("text", ["2026-11-30", "tomorrow", "2026-13-01 10:00", "2026-11-30 25:00", "10:00"])
+@pytest.mark.parametrize(
+    "text", ["2026-11-30", "tomorrow", "2026-13-01 10:00", "2026-11-30 25:00", "10:00"]
+)
 def test_bad_when(text: str) -> None:
     with pytest.raises(InvalidValue):
         parse_when(text, ATHENS)
@@ -111,10 +124,19 @@ def test_clock() -> None:
 
 def test_when_decades_away_and_the_upper_bound() -> None:
     far = parse_when("2090-06-01 10:00", ATHENS)
-    assert far.utcoffset() == timedelta(hours=3)  # summer time, from the zone's rule past its tables
+    assert far.utcoffset() == timedelta(
+        hours=3
+    )  # summer time, from the zone's rule past its tables
     assert parse_when("2200-12-31 23:59", ATHENS).year == 2200
-    for text in ("2201-01-01 00:00", "9999-06-01 10:00", "9999-12-31T23:59-05:00", "9999-12-31T23:59Z"):
-        with pytest.raises(InvalidValue, match=rf"^when '{re.escape(text)}' is outside the years 1970-2200$"):
+    for text in (
+        "2201-01-01 00:00",
+        "9999-06-01 10:00",
+        "9999-12-31T23:59-05:00",
+        "9999-12-31T23:59Z",
+    ):
+        with pytest.raises(
+            InvalidValue, match=rf"^when '{re.escape(text)}' is outside the years 1970-2200$"
+        ):
             parse_when(text, ATHENS)
     with pytest.raises(InvalidValue, match="outside the years 1970-2200"):
         parse_when("31/12/9999 10:00", ATHENS, "%d/%m/%Y %H:%M")
@@ -124,14 +146,20 @@ def test_a_when_past_the_bound_is_reported_at_its_line(write) -> None:  # type: 
     from reminderd.config import load_config
     from reminderd.sources import load_sources
 
-    write("c.yaml", """
+    write(
+        "c.yaml",
+        """
         commitments:
           - {title: Call Bob, when: 2090-06-01 10:00}
           - {title: Call Ann, when: 9999-06-01 10:00}
-    """)
-    loaded = load_sources(load_config(write("config.yaml", "timezone: Europe/Athens\ncommitments: [c.yaml]\n")))
+    """,
+    )
+    loaded = load_sources(
+        load_config(write("config.yaml", "timezone: Europe/Athens\ncommitments: [c.yaml]\n"))
+    )
     assert [str(p).rpartition("/")[2] for p in loaded.problems] == [
-        "c.yaml:3: when '9999-06-01 10:00' is outside the years 1970-2200"]
+        "c.yaml:3: when '9999-06-01 10:00' is outside the years 1970-2200"
+    ]
     (bob,) = loaded.commitments
     assert bob.start == datetime(2090, 6, 1, 7, 0, tzinfo=UTC)
 
@@ -139,10 +167,16 @@ def test_a_when_past_the_bound_is_reported_at_its_line(write) -> None:  # type: 
 def test_apply_offset_reads_days_by_the_calendar_and_hours_by_the_clock() -> None:
     start = datetime(2026, 3, 29, 10, 0, tzinfo=ATHENS)  # the day the clocks go forward
     assert apply_offset(start, timedelta(days=-1)) == datetime(2026, 3, 28, 10, 0, tzinfo=ATHENS)
-    assert apply_offset(start, timedelta(hours=-24)).astimezone(UTC) == datetime(2026, 3, 28, 8, 0, tzinfo=UTC)
+    assert apply_offset(start, timedelta(hours=-24)).astimezone(UTC) == datetime(
+        2026, 3, 28, 8, 0, tzinfo=UTC
+    )
     early = datetime(2026, 3, 29, 4, 30, tzinfo=ATHENS)  # 01:30 UTC, just after the gap
-    assert apply_offset(early, timedelta(hours=-1)).astimezone(UTC) == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
-    assert apply_offset(early, -timedelta(days=1, hours=2)) == datetime(2026, 3, 28, 2, 30, tzinfo=ATHENS)
+    assert apply_offset(early, timedelta(hours=-1)).astimezone(UTC) == datetime(
+        2026, 3, 29, 0, 30, tzinfo=UTC
+    )
+    assert apply_offset(early, -timedelta(days=1, hours=2)) == datetime(
+        2026, 3, 28, 2, 30, tzinfo=ATHENS
+    )
     assert apply_offset(early, timedelta(0)) is early
 
 
@@ -151,7 +185,12 @@ def test_zone_rules_cover_the_far_future() -> None:
     assert rules is not None and rules.since == datetime(1996, 3, 31, 1, 0, tzinfo=UTC)
     for year in (2026, 2090, 2200):
         changes = zone_transitions(ATHENS, year, year)
-        assert [(t.onset.month, t.onset.weekday(), t.onset.day > 24) for t in changes] == [(3, 6, True), (10, 6, True)]
-        assert all(rule is not None and rule.matches(t.onset)
-                   for t, (_, rule) in zip(changes, rules.changes, strict=True))
+        assert [(t.onset.month, t.onset.weekday(), t.onset.day > 24) for t in changes] == [
+            (3, 6, True),
+            (10, 6, True),
+        ]
+        assert all(
+            rule is not None and rule.matches(t.onset)
+            for t, (_, rule) in zip(changes, rules.changes, strict=True)
+        )
     assert zone_rules(ZoneInfo("Africa/Cairo")) is None  # no yearly rule: callers list its changes

@@ -23,8 +23,13 @@ ALARMS = (timedelta(days=-1), timedelta(hours=-1), timedelta(minutes=-10))
 
 def make(zone: str, when: str = "2026-11-30 10:00", **kw: object) -> Commitment:
     base: dict[str, object] = {
-        "id": "sam", "title": "Call Sam", "start": parse_when(when, get_zone(zone)),
-        "duration": timedelta(minutes=20), "alarms": ALARMS, "sms": (timedelta(minutes=-30),)}
+        "id": "sam",
+        "title": "Call Sam",
+        "start": parse_when(when, get_zone(zone)),
+        "duration": timedelta(minutes=20),
+        "alarms": ALARMS,
+        "sms": (timedelta(minutes=-30),),
+    }
     base.update(kw)
     return Commitment(**base)  # type: ignore[arg-type]
 
@@ -49,7 +54,9 @@ def test_utc_is_written_in_utc_without_vtimezone(zone: str) -> None:
     assert [a.decoded("TRIGGER") for a in event.walk("VALARM")] == list(ALARMS)
     assert all("Call Sam at 10:00" in a["DESCRIPTION"] for a in event.walk("VALARM"))
     alarms = [a.at for a in touch.alerts if a.kind is AlertKind.ALARM]
-    assert alarms == [start + t for t in (-timedelta(days=1), -timedelta(hours=1), -timedelta(minutes=10))]
+    assert alarms == [
+        start + t for t in (-timedelta(days=1), -timedelta(hours=1), -timedelta(minutes=10))
+    ]
     assert ownership(data) is not None
 
 
@@ -69,12 +76,16 @@ def test_fixed_offset_zone_keeps_its_tzid_and_a_vtimezone(zone: str, hours: int)
         (vtimezone,) = cal.walk("VTIMEZONE")
         assert vtimezone["TZID"] == zone == event["DTSTART"].params["TZID"]
         assert [str(p["TZOFFSETTO"].to_ical()) for p in vtimezone.subcomponents] == [
-            f"{'+' if hours > 0 else '-'}{abs(hours):02d}00"]
+            f"{'+' if hours > 0 else '-'}{abs(hours):02d}00"
+        ]
         local = event.decoded("DTSTART").replace(tzinfo=None)
         assert local == touch.start.replace(tzinfo=None) and local.hour == 10
         # read with the file's own VTIMEZONE, as a server does: the exact instant
-        assert local.replace(tzinfo=file_zone(vtimezone)).astimezone(UTC) == \
-            touch.start.astimezone(UTC) == local.replace(tzinfo=UTC) - timedelta(hours=hours)
+        assert (
+            local.replace(tzinfo=file_zone(vtimezone)).astimezone(UTC)
+            == touch.start.astimezone(UTC)
+            == local.replace(tzinfo=UTC) - timedelta(hours=hours)
+        )
         assert event.decoded("DTEND") - event.decoded("DTSTART") == timedelta(minutes=20)
         assert [a.decoded("TRIGGER") for a in event.walk("VALARM")] == list(ALARMS)
         alarm = touch.alerts[0]
@@ -85,7 +96,9 @@ def test_a_place_on_utc_plus_zero_keeps_its_name() -> None:
     """Iceland is on UTC+0 all year; icalendar took it for UTC and rendering crashed too."""
     touch = touches(make("Atlantic/Reykjavik"))[0]
     cal, event = read_back(render(touch))
-    assert event["DTSTART"].params["TZID"] == "Atlantic/Reykjavik" == cal.walk("VTIMEZONE")[0]["TZID"]
+    assert (
+        event["DTSTART"].params["TZID"] == "Atlantic/Reykjavik" == cal.walk("VTIMEZONE")[0]["TZID"]
+    )
     assert event.decoded("DTSTART").astimezone(UTC) == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
 
@@ -94,6 +107,9 @@ def test_utc_zone_names_are_utc() -> None:
     assert not is_utc_zone("Etc/GMT-2") and not is_utc_zone("Atlantic/Reykjavik")
     for name in UTC_ZONES:
         zone = ZoneInfo(name)
-        for instant in (datetime(1970, 1, 1, tzinfo=UTC), datetime(2026, 7, 1, tzinfo=UTC),
-                        datetime(2200, 7, 1, tzinfo=UTC)):
+        for instant in (
+            datetime(1970, 1, 1, tzinfo=UTC),
+            datetime(2026, 7, 1, tzinfo=UTC),
+            datetime(2200, 7, 1, tzinfo=UTC),
+        ):
             assert instant.astimezone(zone).utcoffset() == timedelta(0), name

@@ -28,8 +28,9 @@ def embedded_server(config: Config, password: str | None) -> EmbeddedServer:
 
 
 @contextmanager
-def open_calendar(config: Config, db: StateStore, *, serve: bool = True,
-                  create: bool = True) -> Iterator[CalendarStore]:
+def open_calendar(
+    config: Config, db: StateStore, *, serve: bool = True, create: bool = True
+) -> Iterator[CalendarStore]:
     """The configured calendar, discovered once and remembered in the state.
 
     Without `calendar.url` the embedded server is used: started here if
@@ -68,10 +69,12 @@ def open_calendar(config: Config, db: StateStore, *, serve: bool = True,
 
 def port_taken(server: EmbeddedServer) -> PortTaken:
     """A listener we did not start must never get the calendar password or the commitments."""
-    return PortTaken(f"{server.host}:{server.port} (calendar.listen) is already taken by another "
-                     "process, not this config's reminderd daemon; reminderd will not send it the "
-                     "calendar password or any commitment. Stop that process, or set "
-                     "calendar.listen to a free port")
+    return PortTaken(
+        f"{server.host}:{server.port} (calendar.listen) is already taken by another "
+        "process, not this config's reminderd daemon; reminderd will not send it the "
+        "calendar password or any commitment. Stop that process, or set "
+        "calendar.listen to a free port"
+    )
 
 
 def _cache_key(config: Config, url: str, username: str | None) -> str:

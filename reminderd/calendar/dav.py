@@ -39,15 +39,23 @@ RETRIES = 4
 
 def _propfind_body(*props: str) -> bytes:
     inner = "".join(f"<{p}/>" for p in props)
-    return (f'<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" '
-            f'xmlns:cs="http://calendarserver.org/ns/"><d:prop>{inner}</d:prop></d:propfind>').encode()
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><d:propfind xmlns:d="DAV:" '
+        f'xmlns:cs="http://calendarserver.org/ns/"><d:prop>{inner}</d:prop></d:propfind>'
+    ).encode()
 
 
 class DavCalendar:
     """One calendar collection on a CalDAV server (a `protocol.CalendarStore`)."""
 
-    def __init__(self, url: str, username: str | None, password: str | None,
-                 verify_tls: bool = True, connections: int = 4) -> None:
+    def __init__(
+        self,
+        url: str,
+        username: str | None,
+        password: str | None,
+        verify_tls: bool = True,
+        connections: int = 4,
+    ) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.path = urlsplit(self.url).path
         self._auth = (username, password or "") if username else None
@@ -70,8 +78,14 @@ class DavCalendar:
             self._local.session = session
         return session
 
-    def request(self, method: str, url: str, *, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
         """One request, retried on transient failures (5xx, 429, 423 Locked, dropped connections).
 
         Every request we send is safe to repeat: reads are, and writes carry a
@@ -82,15 +96,19 @@ class DavCalendar:
         for attempt in range(RETRIES + 1):
             last = attempt == RETRIES
             try:
-                response = self._session().request(method, url, data=body, headers=headers,
-                                                   timeout=TIMEOUT, allow_redirects=False)
+                response = self._session().request(
+                    method, url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+                )
             except requests.exceptions.SSLError as exc:
-                raise ServerUnreachable(f"{_origin(url)}: TLS error ({type(exc).__name__}); "
-                                        "check the certificate or calendar.verify_tls") from None
+                raise ServerUnreachable(
+                    f"{_origin(url)}: TLS error ({type(exc).__name__}); "
+                    "check the certificate or calendar.verify_tls"
+                ) from None
             except requests.RequestException as exc:
                 if last or (isinstance(exc, requests.ConnectionError) and attempt >= 1):
-                    raise ServerUnreachable(f"{_origin(url)}: cannot reach the calendar server "
-                                            f"({type(exc).__name__})") from None
+                    raise ServerUnreachable(
+                        f"{_origin(url)}: cannot reach the calendar server ({type(exc).__name__})"
+                    ) from None
                 self._local.session = None
             else:
                 if response.status_code not in (423, 429, 500, 502, 503, 504) or last:
@@ -99,19 +117,28 @@ class DavCalendar:
                     self._serialise_writes()
             time.sleep(backoff(attempt, base=0.1, cap=2.0, jitter=0.5))
         if response.status_code == 401:
-            raise AuthFailed(f"{_origin(url)} refused the credentials "
-                             "(check calendar.username and the password)")
+            raise AuthFailed(
+                f"{_origin(url)} refused the credentials (check calendar.username and the password)"
+            )
         if response.status_code in (502, 503, 504):
-            raise ServerUnreachable(f"{_origin(url)}: server unavailable (HTTP {response.status_code})")
+            raise ServerUnreachable(
+                f"{_origin(url)}: server unavailable (HTTP {response.status_code})"
+            )
         return response
 
     def _multistatus(self, method: str, body: bytes, depth: str) -> ET.Element:
-        response = self.request(method, self.url, body=body, headers={
-            "Depth": depth, "Content-Type": "application/xml; charset=utf-8"})
+        response = self.request(
+            method,
+            self.url,
+            body=body,
+            headers={"Depth": depth, "Content-Type": "application/xml; charset=utf-8"},
+        )
         if response.status_code != 207:
             if method == "REPORT" and response.status_code in (403, 409, 400, 412):
                 raise InvalidSyncToken(f"sync token refused (HTTP {response.status_code})")
-            raise RequestFailed(f"{method} {self.path}: HTTP {response.status_code}", response.status_code)
+            raise RequestFailed(
+                f"{method} {self.path}: HTTP {response.status_code}", response.status_code
+            )
         try:
             return ET.fromstring(response.content)
         except ET.ParseError:
@@ -146,9 +173,11 @@ class DavCalendar:
 
     def changes(self, token: str) -> tuple[dict[str, str | None], set[str], str | None]:
         """RFC 6578 sync-collection: (changed href -> ETag, deleted hrefs, new token)."""
-        body = ('<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:">'
-                f"<d:sync-token>{_xml_text(token)}</d:sync-token><d:sync-level>1</d:sync-level>"
-                "<d:prop><d:getetag/></d:prop></d:sync-collection>").encode()
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?><d:sync-collection xmlns:d="DAV:">'
+            f"<d:sync-token>{_xml_text(token)}</d:sync-token><d:sync-level>1</d:sync-level>"
+            "<d:prop><d:getetag/></d:prop></d:sync-collection>"
+        ).encode()
         root = self._multistatus("REPORT", body, "1")
         changed: dict[str, str | None] = {}
         deleted: set[str] = set()
@@ -185,8 +214,10 @@ class DavCalendar:
         if response.status_code == 412:
             raise PreconditionFailed(f"PUT {href}: changed or exists on the server (412)")
         if response.status_code not in (200, 201, 204):
-            raise RequestFailed(f"PUT {href}: HTTP {response.status_code} "
-                                f"{_short(response.text)}", response.status_code)
+            raise RequestFailed(
+                f"PUT {href}: HTTP {response.status_code} {_short(response.text)}",
+                response.status_code,
+            )
         return response.headers.get("ETag")
 
     def delete(self, href: str, etag: str | None) -> None:
@@ -231,8 +262,14 @@ class CalendarMissing(ReminderdError):
     """No calendar of that name yet, and we were asked not to create one (dry run)."""
 
 
-def discover(url: str, username: str | None, password: str | None, name: str,
-             verify_tls: bool = True, create: bool = True) -> str:
+def discover(
+    url: str,
+    username: str | None,
+    password: str | None,
+    name: str,
+    verify_tls: bool = True,
+    create: bool = True,
+) -> str:
     """The URL of the calendar called `name` (created if missing).
 
     `url` may be a calendar itself, a principal, a calendar home or a server
@@ -247,8 +284,14 @@ def discover(url: str, username: str | None, password: str | None, name: str,
         return probe.url
     try:
         client_class: Any = caldav.DAVClient
-        client = client_class(url=url, username=username, password=password,
-                                  ssl_verify_cert=verify_tls, timeout=TIMEOUT, enable_rfc6764=False)
+        client = client_class(
+            url=url,
+            username=username,
+            password=password,
+            ssl_verify_cert=verify_tls,
+            timeout=TIMEOUT,
+            enable_rfc6764=False,
+        )
         principal: Any = client.principal()
         for cal in principal.calendars():
             if (cal.get_display_name() or "") == name:
@@ -263,5 +306,6 @@ def discover(url: str, username: str | None, password: str | None, name: str,
     except CalendarMissing:
         raise
     except Exception as exc:  # caldav raises DAVError, niquests and socket errors alike
-        raise ServerUnreachable(f"{_origin(url)}: calendar discovery failed ({type(exc).__name__}: "
-                                f"{_short(str(exc))})") from None
+        raise ServerUnreachable(
+            f"{_origin(url)}: calendar discovery failed ({type(exc).__name__}: {_short(str(exc))})"
+        ) from None

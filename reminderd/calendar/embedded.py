@@ -19,7 +19,9 @@ from ..netaddr import is_loopback
 log = logging.getLogger(__name__)
 EMBEDDED_USER = "reminderd"
 STOP_WAIT = 10.0  # seconds stop() waits for the server thread
-EMBEDDED_NO_AUTH = "none"  # sent when the server has no auth: Radicale then takes the user name as given
+EMBEDDED_NO_AUTH = (
+    "none"  # sent when the server has no auth: Radicale then takes the user name as given
+)
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -31,13 +33,16 @@ def port_in_use(host: str, port: int) -> bool:
 class EmbeddedServer:
     """Radicale on `listen` in a background thread; `stop()` ends it cleanly."""
 
-    def __init__(self, listen: str, storage: Path, username: str | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self, listen: str, storage: Path, username: str | None = None, password: str | None = None
+    ) -> None:
         host, _, port = listen.rpartition(":")
         self.host, self.port = host, int(port)
         if not is_loopback(host) and not (username and password):  # config checks it too
-            raise AuthFailed(f"calendar.listen {listen} is beyond loopback: the embedded server "
-                             "requires authentication (calendar.username and a password)")
+            raise AuthFailed(
+                f"calendar.listen {listen} is beyond loopback: the embedded server "
+                "requires authentication (calendar.username and a password)"
+            )
         self.username = username or EMBEDDED_USER
         self.password = password
         self.storage = storage
@@ -59,23 +64,36 @@ class EmbeddedServer:
             users = self.storage.parent / "embedded-users"
             users.touch(mode=0o600)
             users.write_text(f"{self.username}:{self.password}\n", encoding="utf-8")
-            auth = {"type": "htpasswd", "htpasswd_filename": str(users), "htpasswd_encryption": "plain"}
+            auth = {
+                "type": "htpasswd",
+                "htpasswd_filename": str(users),
+                "htpasswd_encryption": "plain",
+            }
         configuration = rconfig.load()
-        configuration.update({
-            "server": {"hosts": f"{self.host}:{self.port}"},
-            "auth": auth,
-            "storage": {"filesystem_folder": str(self.storage)},
-            "logging": {"level": "warning", "mask_passwords": "True"},
-        }, "reminderd")
+        configuration.update(
+            {
+                "server": {"hosts": f"{self.host}:{self.port}"},
+                "auth": auth,
+                "storage": {"filesystem_folder": str(self.storage)},
+                "logging": {"level": "warning", "mask_passwords": "True"},
+            },
+            "reminderd",
+        )
         inside, self._shutdown = socket.socketpair()
-        self._thread = threading.Thread(target=self._serve, args=(rserver, configuration, inside),
-                                        name="embedded-caldav", daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve,
+            args=(rserver, configuration, inside),
+            name="embedded-caldav",
+            daemon=True,
+        )
         self._thread.start()
         deadline = time.monotonic() + 10
         while not port_in_use(self.host, self.port):
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ServerUnreachable(f"the embedded calendar server could not listen on "
-                                        f"{self.host}:{self.port} (is the port taken?)")
+                raise ServerUnreachable(
+                    f"the embedded calendar server could not listen on "
+                    f"{self.host}:{self.port} (is the port taken?)"
+                )
             time.sleep(0.02)
         log.info("embedded calendar server on %s (storage %s)", self.url, self.storage)
 

@@ -66,8 +66,14 @@ class _Fault:
 class MemoryCalendar:
     """One calendar collection held in memory; safe to use from several threads."""
 
-    def __init__(self, url: str = "memory://localhost/calendars/alex/follow-ups/", *,
-                 sync_tokens: bool = True, ctag: bool = True, etags_on_put: bool = True) -> None:
+    def __init__(
+        self,
+        url: str = "memory://localhost/calendars/alex/follow-ups/",
+        *,
+        sync_tokens: bool = True,
+        ctag: bool = True,
+        etags_on_put: bool = True,
+    ) -> None:
         self._url = url if url.endswith("/") else url + "/"
         self.path = urlsplit(self._url).path
         self.sync_tokens = sync_tokens
@@ -92,8 +98,10 @@ class MemoryCalendar:
         with self._lock:
             self._begin("PROPFIND", self.path)
             self._log.append(Request("PROPFIND", self.path, 207))
-            return Collection(self._token() if self.sync_tokens else None,
-                              f'"{self._revision}"' if self.ctag else None)
+            return Collection(
+                self._token() if self.sync_tokens else None,
+                f'"{self._revision}"' if self.ctag else None,
+            )
 
     def listing(self) -> dict[str, str | None]:
         with self._lock:
@@ -109,8 +117,9 @@ class MemoryCalendar:
                 self._log.append(Request("REPORT", self.path, 403))
                 raise InvalidSyncToken("sync token refused (unknown to the calendar)")
             self._log.append(Request("REPORT", self.path, 207))
-            changed: dict[str, str | None] = {href: obj.etag for href, obj in self._objects.items()
-                                              if obj.revision > since}
+            changed: dict[str, str | None] = {
+                href: obj.etag for href, obj in self._objects.items() if obj.revision > since
+            }
             deleted = {href for href, at in self._deleted.items() if at > since}
             return changed, deleted, self._token()
 
@@ -126,8 +135,9 @@ class MemoryCalendar:
         with self._lock:
             lost = self._begin("PUT", href, if_match, create)
             current = self._objects.get(href)
-            if (create and current is not None) or (if_match is not None and (
-                    current is None or current.etag != if_match)):
+            if (create and current is not None) or (
+                if_match is not None and (current is None or current.etag != if_match)
+            ):
                 self._log.append(Request("PUT", href, 412, if_match, create))
                 raise PreconditionFailed(f"PUT {href}: changed or exists on the server (412)")
             if not data.lstrip().startswith(b"BEGIN:VCALENDAR"):
@@ -181,7 +191,10 @@ class MemoryCalendar:
         return self.add(name, foreign_event(uid, summary))
 
     def edit(self, href: str, change: bytes | Callable[[bytes], bytes]) -> str:
-        """Replace an object's data (or apply `change` to it), as a calendar app does; its new ETag."""
+        """Replace an object's data (or apply `change` to it), as a calendar app does.
+
+        Returns its new ETag.
+        """
         with self._lock:
             obj = self._objects.get(href)
             if obj is None:
@@ -203,8 +216,9 @@ class MemoryCalendar:
 
     # -- test hooks: the request log and injected failures
 
-    def fail_next(self, method: str | None = None, status: int = 503, times: int = 1, *,
-                  landed: bool = False) -> None:
+    def fail_next(
+        self, method: str | None = None, status: int = 503, times: int = 1, *, landed: bool = False
+    ) -> None:
         """The next `times` requests (of `method`: PROPFIND, REPORT, GET, PUT, DELETE;
         None: any) fail with `status`, before changing anything.
 
@@ -244,7 +258,7 @@ class MemoryCalendar:
 
     def _revision_of(self, token: str) -> int | None:
         prefix = f"{self._url}sync/"
-        number = token[len(prefix):] if token.startswith(prefix) else ""
+        number = token[len(prefix) :] if token.startswith(prefix) else ""
         if not number.isdigit() or str(int(number)) != number:
             return None
         revision = int(number)
@@ -262,8 +276,9 @@ class MemoryCalendar:
         del self._objects[href]
         self._deleted[href] = self._revision
 
-    def _begin(self, method: str, href: str, if_match: str | None = None,
-               if_none_match: bool = False) -> ReminderdError | None:
+    def _begin(
+        self, method: str, href: str, if_match: str | None = None, if_none_match: bool = False
+    ) -> ReminderdError | None:
         """Apply an injected failure to this request: raise it now, or (a write that
         lands) return it for the caller to raise once the write is done."""
         for fault in self._faults:
@@ -294,9 +309,19 @@ def _error(method: str, href: str, status: int) -> ReminderdError:
 
 def foreign_event(uid: str, summary: str) -> bytes:
     """A minimal event as another calendar app writes it: no reminderd marks."""
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//someone else//EN", "BEGIN:VEVENT",
-             f"UID:{uid}", "DTSTAMP:20300101T000000Z", "DTSTART:20300712T090000Z", "DURATION:PT1H",
-             f"SUMMARY:{summary}", "END:VEVENT", "END:VCALENDAR"]
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//someone else//EN",
+        "BEGIN:VEVENT",
+        f"UID:{uid}",
+        "DTSTAMP:20300101T000000Z",
+        "DTSTART:20300712T090000Z",
+        "DURATION:PT1H",
+        f"SUMMARY:{summary}",
+        "END:VEVENT",
+        "END:VCALENDAR",
+    ]
     return ("\r\n".join(lines) + "\r\n").encode()
 
 

@@ -64,8 +64,12 @@ DEFAULT_TUNING = Tuning()
 class RateLimiter:
     """At most `per_minute` starts per minute, spread evenly (thread-safe)."""
 
-    def __init__(self, per_minute: int, sleep: Callable[[float], None] = _time.sleep,
-                 monotonic: Callable[[], float] = _time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        sleep: Callable[[float], None] = _time.sleep,
+        monotonic: Callable[[], float] = _time.monotonic,
+    ) -> None:
         self.interval = 60.0 / per_minute
         self.next = 0.0
         self.lock = threading.Lock()
@@ -82,8 +86,15 @@ class RateLimiter:
 
 
 class Dispatcher:
-    def __init__(self, outbox: Outbox, sender: Sender, sms: SmsConfig, zone: ZoneInfo,
-                 clock: Clock = system_clock, tuning: Tuning = DEFAULT_TUNING) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        sender: Sender,
+        sms: SmsConfig,
+        zone: ZoneInfo,
+        clock: Clock = system_clock,
+        tuning: Tuning = DEFAULT_TUNING,
+    ) -> None:
         self.outbox = outbox
         self.sender = sender
         self.sms = sms
@@ -105,8 +116,12 @@ class Dispatcher:
 
     # -- planning
 
-    def replan(self, commitments: Iterable[Commitment], now: datetime | None = None) -> dict[str, int]:
-        planned = planned_sends(commitments, quiet=self.sms.quiet_hours, zone=self.zone, late_grace=self.sms.late_grace)
+    def replan(
+        self, commitments: Iterable[Commitment], now: datetime | None = None
+    ) -> dict[str, int]:
+        planned = planned_sends(
+            commitments, quiet=self.sms.quiet_hours, zone=self.zone, late_grace=self.sms.late_grace
+        )
         counts = self.outbox.reconcile(planned, now or self.clock())
         if any(counts.values()):
             log.info("SMS schedule: %s", ", ".join(f"{v} {k}" for k, v in counts.items() if v))
@@ -166,8 +181,12 @@ class Dispatcher:
         except Exception as exc:  # Ambiguous, or anything else once the request may have left
             when = self.clock() + self.tuning.lookup_delay
             self.outbox.ambiguous_retry(key, self.clock(), f"outcome unknown: {exc}", when)
-            log.warning("SMS %s: %s; asking the provider at %s before sending again", key, exc,
-                        when.astimezone(self.zone).strftime("%H:%M:%S"))
+            log.warning(
+                "SMS %s: %s; asking the provider at %s before sending again",
+                key,
+                exc,
+                when.astimezone(self.zone).strftime("%H:%M:%S"),
+            )
             return "ambiguous"
         self.outbox.sent(key, sid, self.clock())
         log.info("SMS %s sent to %s (%s)", key, mask(self.to), sid)
@@ -185,7 +204,9 @@ class Dispatcher:
         return outcome
 
     def _missed(self, row: Row, now: datetime) -> str:
-        reason = f"missed: {int((now - row.send_at).total_seconds() // 60)} min late, over late_grace"
+        reason = (
+            f"missed: {int((now - row.send_at).total_seconds() // 60)} min late, over late_grace"
+        )
         self.outbox.missed(row.key, reason, now)
         log.warning("SMS %s %s", row.key, reason)
         return "missed"
@@ -193,7 +214,11 @@ class Dispatcher:
     def maybe_sent_before(self, row: Row) -> bool:
         """Never tried from this outbox, but due before it began: an earlier state that was
         lost (deleted, damaged) may have sent it, and only the provider knows."""
-        return row.attempts == 0 and row.kind != "test" and row.send_at < self.state_since - NEW_STATE_SLACK
+        return (
+            row.attempts == 0
+            and row.kind != "test"
+            and row.send_at < self.state_since - NEW_STATE_SLACK
+        )
 
     def _look_up_lost(self, row: Row, now: datetime) -> str | None:
         """Ask the provider for a send the state may have lost; None means: send it now."""
@@ -201,7 +226,9 @@ class Dispatcher:
             sid = self.sender.find_sent(self.to, self.wordings(row), row.send_at - LOOKUP_MARGIN)
         except Ambiguous as exc:
             if now + self.tuning.lookup_delay < row.deadline:
-                self.outbox.retry_at(row.key, now + self.tuning.lookup_delay, f"look-up failed: {exc}", now)
+                self.outbox.retry_at(
+                    row.key, now + self.tuning.lookup_delay, f"look-up failed: {exc}", now
+                )
                 return "lookup-later"
             # no time left to ask again: one copy more is better than none (at most two in all)
             log.warning("SMS %s: the provider could not be asked (%s); sending it", row.key, exc)
@@ -215,14 +242,20 @@ class Dispatcher:
     def _look_up(self, row: Row, now: datetime) -> str | None:
         """Resolve a send whose outcome is unknown; None means: send (again) now."""
         try:
-            sid = self.sender.find_sent(self.to, row.body or "", (row.started_at or now) - LOOKUP_MARGIN)
+            sid = self.sender.find_sent(
+                self.to, row.body or "", (row.started_at or now) - LOOKUP_MARGIN
+            )
         except Ambiguous as exc:  # no answer is not "not sent": ask again later
             if now > row.deadline:
                 return self._unconfirmed(row, now, f"the provider could not be asked ({exc})")
-            self.outbox.retry_at(row.key, now + self.tuning.lookup_delay, f"look-up failed: {exc}", now)
+            self.outbox.retry_at(
+                row.key, now + self.tuning.lookup_delay, f"look-up failed: {exc}", now
+            )
             return "lookup-later"
         if sid:
-            self.outbox.sent(row.key, sid, now, note="confirmed by look-up after an interrupted send")
+            self.outbox.sent(
+                row.key, sid, now, note="confirmed by look-up after an interrupted send"
+            )
             log.info("SMS %s: the interrupted send did arrive (%s)", row.key, sid)
             return "sent"
         if row.ambiguous >= 2 or now > row.deadline:
@@ -246,8 +279,11 @@ class Dispatcher:
         if row.kind != "backup":
             return (str(row.payload["text"]),)
         start = _start(row)
-        texts = [self._text(row, late, label_day) for late in (False, True)
-                 for label_day in (start, start - timedelta(days=2))]
+        texts = [
+            self._text(row, late, label_day)
+            for late in (False, True)
+            for label_day in (start, start - timedelta(days=2))
+        ]
         return tuple(dict.fromkeys(texts))
 
     def _text(self, row: Row, late: bool, now: datetime) -> str:
@@ -255,12 +291,15 @@ class Dispatcher:
         if row.kind != "backup":
             return str(p["text"])
         start = _start(row).astimezone(ZoneInfo(str(p["zone"])))
-        parts = Parts(late="LATE reminder: " if late else "", when=clock_label(start, now),
-                      title=str(p["title"]),
-                      who=f" - {p['who']}" if p.get("who") else "",
-                      phone=f" {p['phone']}" if p.get("phone") else "",
-                      why=f" Why: {p['why']}." if p.get("why") else "",
-                      bring=f" Bring: {p['bring']}." if p.get("bring") else "")
+        parts = Parts(
+            late="LATE reminder: " if late else "",
+            when=clock_label(start, now),
+            title=str(p["title"]),
+            who=f" - {p['who']}" if p.get("who") else "",
+            phone=f" {p['phone']}" if p.get("phone") else "",
+            why=f" Why: {p['why']}." if p.get("why") else "",
+            bring=f" Bring: {p['bring']}." if p.get("bring") else "",
+        )
         return compose(parts, self.template, self.sms.max_segments)
 
     def _failure(self, row: Row, exc: SmsError) -> str:
@@ -299,14 +338,22 @@ class Dispatcher:
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         today = upcoming(list(commitments), now, (day_start + timedelta(days=1)).astimezone(UTC))
         missed = self.outbox.missed_since(now - timedelta(days=1))
-        lines = [f"Today {local.strftime('%a %d %b')}: {len(today) or 'no'} follow-up{'s' if len(today) != 1 else ''}."]
+        plural = "s" if len(today) != 1 else ""
+        lines = [f"Today {local.strftime('%a %d %b')}: {len(today) or 'no'} follow-up{plural}."]
         for t in today:
             who = t.commitment.contact.label()
-            lines.append(f"{t.start.astimezone(self.zone).strftime('%H:%M')} {t.commitment.title}"
-                         + (f" ({who})" if who else ""))
+            lines.append(
+                f"{t.start.astimezone(self.zone).strftime('%H:%M')} {t.commitment.title}"
+                + (f" ({who})" if who else "")
+            )
         if missed:
-            lines.append("Missed backups: " + "; ".join(
-                f"{r.payload.get('title')} {_start(r).astimezone(self.zone).strftime('%a %H:%M')}" for r in missed))
+            lines.append(
+                "Missed backups: "
+                + "; ".join(
+                    f"{r.payload.get('title')} {_start(r).astimezone(self.zone):%a %H:%M}"
+                    for r in missed
+                )
+            )
         text = _fit_lines(lines, self.sms.max_segments)
         key = f"digest@{local.date().isoformat()}"
         if self.outbox.add(key, "digest", now, now + self.sms.late_grace, {"text": text}, now):
@@ -323,7 +370,9 @@ def _fit_lines(lines: list[str], max_segments: int) -> str:
     from .text import segments
 
     for keep in range(len(lines), 0, -1):
-        text = "\n".join(lines[:keep]) + (f"\n+{len(lines) - keep} more" if keep < len(lines) else "")
+        text = "\n".join(lines[:keep]) + (
+            f"\n+{len(lines) - keep} more" if keep < len(lines) else ""
+        )
         if segments(text) <= max_segments:
             return text
     return lines[0]

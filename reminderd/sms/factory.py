@@ -25,25 +25,46 @@ def make_sender(config: Config) -> Sender:
     if sms.provider == "log":
         return LogSender()
     if sms.api_key_sid:
-        auth = {"api_key": sms.api_key_sid, "api_secret": _secret(sms.api_key_secret, "sms.api_key_secret")}
+        auth = {
+            "api_key": sms.api_key_sid,
+            "api_secret": _secret(sms.api_key_secret, "sms.api_key_secret"),
+        }
     else:
         auth = {"auth_token": _secret(sms.auth_token, "sms.auth_token")}
-    return TwilioSender(_secret(sms.account_sid, "sms.account_sid"), **auth, from_=sms.sender,
-                        messaging_service_sid=sms.messaging_service_sid, api_url=sms.api_url,
-                        timeout=sms.timeout.total_seconds())
+    return TwilioSender(
+        _secret(sms.account_sid, "sms.account_sid"),
+        **auth,
+        from_=sms.sender,
+        messaging_service_sid=sms.messaging_service_sid,
+        api_url=sms.api_url,
+        timeout=sms.timeout.total_seconds(),
+    )
 
 
 def _secret(ref: SecretRef | None, option: str) -> str:
     if ref is None:
-        raise SecretError(f"{option} is not set (give {option.split('.')[-1]}_env, _file, _command "
-                          "or _credential)")
+        raise SecretError(
+            f"{option} is not set (give {option.split('.')[-1]}_env, _file, _command "
+            "or _credential)"
+        )
     return ref.resolve()
 
 
-def make_dispatcher(config: Config, db: StateStore, sender: Sender | None = None,
-                    clock: Clock | None = None, tuning: Tuning = DEFAULT_TUNING) -> Dispatcher:
+def make_dispatcher(
+    config: Config,
+    db: StateStore,
+    sender: Sender | None = None,
+    clock: Clock | None = None,
+    tuning: Tuning = DEFAULT_TUNING,
+) -> Dispatcher:
     from ..timeparse import get_zone
 
     assert config.sms is not None
-    return Dispatcher(Outbox(db), sender or make_sender(config), config.sms, get_zone(config.timezone),
-                      clock or system_clock, tuning)
+    return Dispatcher(
+        Outbox(db),
+        sender or make_sender(config),
+        config.sms,
+        get_zone(config.timezone),
+        clock or system_clock,
+        tuning,
+    )

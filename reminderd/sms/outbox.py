@@ -54,12 +54,29 @@ class Row:
     body: str | None
 
 
-_COLUMNS = "key, kind, due, send_at, next_try, deadline, payload, status, attempts, ambiguous, started_at, sid, error, body"
+_COLUMNS = (
+    "key, kind, due, send_at, next_try, deadline, payload, status, attempts, ambiguous, "
+    "started_at, sid, error, body"
+)
 
 
 def _row(r: tuple[Any, ...]) -> Row:
-    return Row(r[0], r[1], parse_iso(r[2]), parse_iso(r[3]), parse_iso(r[4]), parse_iso(r[5]),
-               json.loads(r[6]), r[7], r[8], r[9], parse_iso(r[10]) if r[10] else None, r[11], r[12], r[13])
+    return Row(
+        r[0],
+        r[1],
+        parse_iso(r[2]),
+        parse_iso(r[3]),
+        parse_iso(r[4]),
+        parse_iso(r[5]),
+        json.loads(r[6]),
+        r[7],
+        r[8],
+        r[9],
+        parse_iso(r[10]) if r[10] else None,
+        r[11],
+        r[12],
+        r[13],
+    )
 
 
 class Outbox:
@@ -68,68 +85,128 @@ class Outbox:
 
     # -- planning
 
-    def reconcile(self, planned: Mapping[str, PlannedSend], now: datetime, kind: str = "backup") -> dict[str, int]:
+    def reconcile(
+        self, planned: Mapping[str, PlannedSend], now: datetime, kind: str = "backup"
+    ) -> dict[str, int]:
         """Make pending rows match the plan; rows already sent or failed are history and stay."""
         counts = {"added": 0, "moved": 0, "cancelled": 0, "reopened": 0}
         stamp = iso(now)
         with self.db.transaction() as db:
-            existing = {r[0]: (r[1], r[2], r[3]) for r in db.execute(
-                "SELECT key, status, send_at, payload FROM sms_outbox WHERE kind = ?", (kind,)).fetchall()}
+            existing = {
+                r[0]: (r[1], r[2], r[3])
+                for r in db.execute(
+                    "SELECT key, status, send_at, payload FROM sms_outbox WHERE kind = ?", (kind,)
+                ).fetchall()
+            }
             for key, send in planned.items():
                 payload = json.dumps(send.payload, sort_keys=True)
                 row = existing.get(key)
                 if row is None and send.deadline < now:
-                    continue  # already useless when it first appears (an old item, an import): not "missed"
+                    # already useless when it first appears (an old item, an import): not "missed"
+                    continue
                 if row is None:
-                    db.execute(f"INSERT INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
-                               "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?)",
-                               (key, kind, iso(send.due), iso(send.send_at), iso(send.send_at),
-                                iso(send.deadline), payload, stamp))
+                    db.execute(
+                        f"INSERT INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?)",
+                        (
+                            key,
+                            kind,
+                            iso(send.due),
+                            iso(send.send_at),
+                            iso(send.send_at),
+                            iso(send.deadline),
+                            payload,
+                            stamp,
+                        ),
+                    )
                     counts["added"] += 1
                 elif row[0] == "cancelled":
-                    db.execute("UPDATE sms_outbox SET status = 'pending', send_at = ?, next_try = ?, "
-                               "deadline = ?, payload = ?, updated_at = ? WHERE key = ?",
-                               (iso(send.send_at), iso(send.send_at), iso(send.deadline), payload, stamp, key))
+                    db.execute(
+                        "UPDATE sms_outbox SET status = 'pending', send_at = ?, next_try = ?, "
+                        "deadline = ?, payload = ?, updated_at = ? WHERE key = ?",
+                        (
+                            iso(send.send_at),
+                            iso(send.send_at),
+                            iso(send.deadline),
+                            payload,
+                            stamp,
+                            key,
+                        ),
+                    )
                     counts["reopened"] += 1
                 elif row[0] == "pending" and (row[1] != iso(send.send_at) or row[2] != payload):
-                    # A retry already set later stays later (CASE: SQLite's two-argument MAX is not portable).
-                    db.execute("UPDATE sms_outbox SET send_at = ?, "
-                               "next_try = CASE WHEN next_try > ? THEN next_try ELSE ? END, deadline = ?, "
-                               "payload = ?, updated_at = ? WHERE key = ?",
-                               (iso(send.send_at), iso(send.send_at), iso(send.send_at), iso(send.deadline),
-                                payload, stamp, key))
+                    # A retry already set later stays later
+                    # (CASE: SQLite's two-argument MAX is not portable).
+                    db.execute(
+                        "UPDATE sms_outbox SET send_at = ?, "
+                        "next_try = CASE WHEN next_try > ? THEN next_try ELSE ? END, deadline = ?, "
+                        "payload = ?, updated_at = ? WHERE key = ?",
+                        (
+                            iso(send.send_at),
+                            iso(send.send_at),
+                            iso(send.send_at),
+                            iso(send.deadline),
+                            payload,
+                            stamp,
+                            key,
+                        ),
+                    )
                     counts["moved"] += 1
             gone = [k for k, row in existing.items() if row[0] == "pending" and k not in planned]
             for key in gone:
-                db.execute("UPDATE sms_outbox SET status = 'cancelled', updated_at = ? WHERE key = ?",
-                           (stamp, key))
+                db.execute(
+                    "UPDATE sms_outbox SET status = 'cancelled', updated_at = ? WHERE key = ?",
+                    (stamp, key),
+                )
             counts["cancelled"] = len(gone)
         return counts
 
-    def add(self, key: str, kind: str, due: datetime, deadline: datetime, payload: dict[str, Any],
-            now: datetime) -> bool:
+    def add(
+        self,
+        key: str,
+        kind: str,
+        due: datetime,
+        deadline: datetime,
+        payload: dict[str, Any],
+        now: datetime,
+    ) -> bool:
         """Insert one send (digest, test) unless the key exists; True if added."""
         with self.db.transaction() as db:
-            cur = db.execute(f"INSERT INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?) "
-                             "ON CONFLICT DO NOTHING",
-                             (key, kind, iso(due), iso(due), iso(due), iso(deadline),
-                              json.dumps(payload, sort_keys=True), iso(now)))
+            cur = db.execute(
+                f"INSERT INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?) "
+                "ON CONFLICT DO NOTHING",
+                (
+                    key,
+                    kind,
+                    iso(due),
+                    iso(due),
+                    iso(due),
+                    iso(deadline),
+                    json.dumps(payload, sort_keys=True),
+                    iso(now),
+                ),
+            )
             return cur.rowcount == 1
 
     def since(self, now: datetime) -> datetime:
         """When this outbox began keeping sends: `now` on the first call, then what was recorded."""
         with self.db.transaction() as db:
-            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                       (META_SINCE, json.dumps(iso(now))))
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (META_SINCE, json.dumps(iso(now))),
+            )
             (value,) = db.execute("SELECT value FROM meta WHERE key = ?", (META_SINCE,)).fetchone()
         return parse_iso(json.loads(value))
 
     # -- reading
 
     def due(self, now: datetime, limit: int = 1000) -> list[Row]:
-        rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'pending' AND next_try <= ? "
-                             "ORDER BY next_try LIMIT ?", (iso(now), limit))
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'pending' AND next_try <= ? "
+            "ORDER BY next_try LIMIT ?",
+            (iso(now), limit),
+        )
         return [_row(r) for r in rows]
 
     def next_time(self) -> datetime | None:
@@ -137,18 +214,30 @@ class Outbox:
         return parse_iso(rows[0][0]) if rows and rows[0][0] else None
 
     def in_flight(self) -> list[Row]:
-        return [_row(r) for r in self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'sending'")]
+        return [
+            _row(r)
+            for r in self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'sending'")
+        ]
 
-    def recent(self, limit: int = 10,
-               statuses: tuple[str, ...] = ("sent", "failed", "missed", "unconfirmed")) -> list[Row]:
+    def recent(
+        self,
+        limit: int = 10,
+        statuses: tuple[str, ...] = ("sent", "failed", "missed", "unconfirmed"),
+    ) -> list[Row]:
         marks = ",".join("?" for _ in statuses)
-        rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status IN ({marks}) "
-                             "ORDER BY updated_at DESC, key LIMIT ?", (*statuses, limit))
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM sms_outbox WHERE status IN ({marks}) "
+            "ORDER BY updated_at DESC, key LIMIT ?",
+            (*statuses, limit),
+        )
         return [_row(r) for r in rows]
 
     def missed_since(self, since: datetime) -> list[Row]:
-        rows = self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'missed' AND kind = 'backup' "
-                             "AND updated_at >= ? ORDER BY due", (iso(since),))
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'missed' AND kind = 'backup' "
+            "AND updated_at >= ? ORDER BY due",
+            (iso(since),),
+        )
         return [_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -159,14 +248,19 @@ class Outbox:
     def claim(self, key: str, body: str, now: datetime) -> bool:
         """pending -> sending, recording the exact body; False if someone else took it."""
         with self.db.transaction() as db:
-            cur = db.execute("UPDATE sms_outbox SET status = 'sending', attempts = attempts + 1, "
-                             "started_at = ?, body = ?, updated_at = ? WHERE key = ? AND status = 'pending'",
-                             (iso(now), body, iso(now), key))
+            cur = db.execute(
+                "UPDATE sms_outbox SET status = 'sending', attempts = attempts + 1, "
+                "started_at = ?, body = ?, updated_at = ? WHERE key = ? AND status = 'pending'",
+                (iso(now), body, iso(now), key),
+            )
             return cur.rowcount == 1
 
     def _set(self, key: str, now: datetime, sql: str, *params: Any) -> None:
         with self.db.transaction() as db:
-            db.execute(f"UPDATE sms_outbox SET {sql}, updated_at = ? WHERE key = ?", (*params, iso(now), key))
+            db.execute(
+                f"UPDATE sms_outbox SET {sql}, updated_at = ? WHERE key = ?",
+                (*params, iso(now), key),
+            )
 
     def sent(self, key: str, sid: str, now: datetime, note: str | None = None) -> None:
         self._set(key, now, "status = 'sent', sid = ?, error = ?", sid, note)
@@ -180,11 +274,24 @@ class Outbox:
     def missed(self, key: str, reason: str, now: datetime) -> None:
         self._set(key, now, "status = 'missed', error = ?", reason)
 
-    def ambiguous_retry(self, key: str, now: datetime, error: str, when: datetime | None = None) -> None:
-        """A send whose outcome is unknown: back to pending, counted; the provider is asked first."""
-        self._set(key, now, "status = 'pending', ambiguous = ambiguous + 1, next_try = ?, error = ?",
-                  iso(when or now), error)
+    def ambiguous_retry(
+        self, key: str, now: datetime, error: str, when: datetime | None = None
+    ) -> None:
+        """A send whose outcome is unknown: back to pending, counted.
+
+        The provider is asked first.
+        """
+        self._set(
+            key,
+            now,
+            "status = 'pending', ambiguous = ambiguous + 1, next_try = ?, error = ?",
+            iso(when or now),
+            error,
+        )
 
     def unconfirmed(self, key: str, error: str, now: datetime) -> None:
-        """Sent once or twice, or not at all: nobody can tell, and a repeat could be a third copy."""
+        """Sent once or twice, or not at all.
+
+        Nobody can tell, and a repeat could be a third copy.
+        """
         self._set(key, now, "status = 'unconfirmed', error = ?", error)

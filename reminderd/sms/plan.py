@@ -38,8 +38,9 @@ def in_window(moment: time, window: tuple[time, time]) -> bool:
     return moment >= start or moment < end
 
 
-def quiet_adjust(due: datetime, start: datetime, window: tuple[time, time] | None,
-                 zone: ZoneInfo) -> datetime:
+def quiet_adjust(
+    due: datetime, start: datetime, window: tuple[time, time] | None, zone: ZoneInfo
+) -> datetime:
     """When a send due at `due` for an item at `start` goes out.
 
     Inside quiet hours it waits for the window's end, but only if that is
@@ -50,8 +51,10 @@ def quiet_adjust(due: datetime, start: datetime, window: tuple[time, time] | Non
     if window is None:
         return due
     local_due = due.astimezone(zone)
-    if not in_window(local_due.time(), window) or (in_window(start.astimezone(zone).time(), window) \
-            and start.astimezone(zone) - local_due < timedelta(hours=24)):
+    if not in_window(local_due.time(), window) or (
+        in_window(start.astimezone(zone).time(), window)
+        and start.astimezone(zone) - local_due < timedelta(hours=24)
+    ):
         return due
     end = local_due.replace(hour=window[1].hour, minute=window[1].minute, second=0, microsecond=0)
     if end <= local_due:
@@ -61,8 +64,13 @@ def quiet_adjust(due: datetime, start: datetime, window: tuple[time, time] | Non
     return end.astimezone(UTC) if end.astimezone(UTC) < start.astimezone(UTC) else due
 
 
-def planned_sends(commitments: Iterable[Commitment], *, quiet: tuple[time, time] | None,
-                  zone: ZoneInfo, late_grace: timedelta) -> dict[str, PlannedSend]:
+def planned_sends(
+    commitments: Iterable[Commitment],
+    *,
+    quiet: tuple[time, time] | None,
+    zone: ZoneInfo,
+    late_grace: timedelta,
+) -> dict[str, PlannedSend]:
     """Every SMS backup of every open commitment's touches."""
     found: dict[str, PlannedSend] = {}
     for c in commitments:
@@ -70,14 +78,26 @@ def planned_sends(commitments: Iterable[Commitment], *, quiet: tuple[time, time]
             continue
         for t in touches(c):
             payload = {
-                "touch": t.key, "title": c.title, "start": t.start.isoformat(),
-                "zone": c.zone_name, "who": c.contact.label(), "phone": c.contact.phone,
-                "why": t.purpose, "bring": ", ".join(c.bring) or None,
+                "touch": t.key,
+                "title": c.title,
+                "start": t.start.isoformat(),
+                "zone": c.zone_name,
+                "who": c.contact.label(),
+                "phone": c.contact.phone,
+                "why": t.purpose,
+                "bring": ", ".join(c.bring) or None,
             }
             for offset in c.sms:
-                due = apply_offset(t.start, offset).astimezone(UTC)  # as the alarms: days keep local time
+                due = apply_offset(t.start, offset).astimezone(
+                    UTC
+                )  # as the alarms: days keep local time
                 send_at = quiet_adjust(due, t.start, quiet, zone)
                 key = send_key(t.key, offset, t.start)
-                found[key] = PlannedSend(key, due, send_at, send_at + late_grace,
-                                         dict(payload, offset=format_offset(offset)))
+                found[key] = PlannedSend(
+                    key,
+                    due,
+                    send_at,
+                    send_at + late_grace,
+                    dict(payload, offset=format_offset(offset)),
+                )
     return found

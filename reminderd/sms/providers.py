@@ -76,10 +76,18 @@ class TwilioSender:
     lookup_page = 1000  # Twilio's largest page: one request unless a burst went out since
     lookup_limit = 20_000  # a bound far above what one phone receives within late_grace
 
-    def __init__(self, account_sid: str, *, auth_token: str | None = None, api_key: str | None = None,
-                 api_secret: str | None = None, from_: str | None = None,
-                 messaging_service_sid: str | None = None, api_url: str = "https://api.twilio.com",
-                 timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        account_sid: str,
+        *,
+        auth_token: str | None = None,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        from_: str | None = None,
+        messaging_service_sid: str | None = None,
+        api_url: str = "https://api.twilio.com",
+        timeout: float = 15.0,
+    ) -> None:
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
@@ -137,11 +145,14 @@ class TwilioSender:
         if self._from and not self._service:  # a service picks its sender from a pool
             query["from_"] = self._from
         try:
-            for message in self._client.messages.stream(date_sent_after=floor, page_size=self.lookup_page,
-                                                        limit=self.lookup_limit, **query):
+            for message in self._client.messages.stream(
+                date_sent_after=floor, page_size=self.lookup_page, limit=self.lookup_limit, **query
+            ):
                 if _is_one_of(message, wanted, floor):
                     return str(message.sid)
-            for message in self._client.messages.stream(page_size=QUEUED_LOOKUP, limit=QUEUED_LOOKUP, **query):
+            for message in self._client.messages.stream(
+                page_size=QUEUED_LOOKUP, limit=QUEUED_LOOKUP, **query
+            ):
                 if message.date_sent is None and _is_one_of(message, wanted, floor):
                     return str(message.sid)
         except Exception as exc:  # a failed look-up is not an answer: the caller asks again later
@@ -154,7 +165,10 @@ def _words(text: str | None) -> str:
 
 
 def _is_one_of(message: Any, wanted: set[str], floor: datetime) -> bool:
-    if getattr(message, "status", None) in ("failed", "canceled") or _words(message.body) not in wanted:
+    if (
+        getattr(message, "status", None) in ("failed", "canceled")
+        or _words(message.body) not in wanted
+    ):
         return False
     when = getattr(message, "date_sent", None) or getattr(message, "date_created", None)
     return when is None or when >= floor
@@ -162,11 +176,19 @@ def _is_one_of(message: Any, wanted: set[str], floor: datetime) -> bool:
 
 def _classify(status: int, code: int | None, message: str | None) -> SmsError:
     if status == 429 or status >= 500:
-        return SmsError(f"provider busy or failing (HTTP {status}{f', code {code}' if code else ''})",
-                        permanent=False, code=code, status=status)
+        return SmsError(
+            f"provider busy or failing (HTTP {status}{f', code {code}' if code else ''})",
+            permanent=False,
+            code=code,
+            status=status,
+        )
     reason = PERMANENT_CODES.get(code or 0) or (message or "request refused")
-    return SmsError(f"provider refused the SMS (HTTP {status}, code {code}): {mask_numbers(reason)}",
-                    permanent=True, code=code, status=status)
+    return SmsError(
+        f"provider refused the SMS (HTTP {status}, code {code}): {mask_numbers(reason)}",
+        permanent=True,
+        code=code,
+        status=status,
+    )
 
 
 def _network(exc: Exception) -> ReminderdError:
@@ -181,8 +203,13 @@ def _network(exc: Exception) -> ReminderdError:
             current = exc.args[0]
     names = " ".join(chain)
     text = str(exc)
-    if "ConnectTimeout" in names or "NewConnectionError" in names or "Connection refused" in text \
-            or "Failed to establish" in text or "NameResolution" in text:
+    if (
+        "ConnectTimeout" in names
+        or "NewConnectionError" in names
+        or "Connection refused" in text
+        or "Failed to establish" in text
+        or "NameResolution" in text
+    ):
         return SmsError(f"cannot reach the SMS provider ({chain[0]})", permanent=False)
     return Ambiguous(f"no answer from the SMS provider ({chain[0]})")
 

@@ -35,17 +35,30 @@ JOB = "sms-due"
 
 
 class SmsScheduler:
-    def __init__(self, dispatcher: Dispatcher, zone: ZoneInfo, digest: time | None,
-                 commitments: Callable[[], tuple[Commitment, ...] | None]) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        zone: ZoneInfo,
+        digest: time | None,
+        commitments: Callable[[], tuple[Commitment, ...] | None],
+    ) -> None:
         self.dispatcher = dispatcher
         self.commitments = commitments  # None while nothing good is loaded: no digest then
         self._arm = threading.Lock()  # rearm runs on the main thread and on APScheduler's
         self._stopped = False  # set under _arm: no re-arm can start after it
-        self.scheduler = BackgroundScheduler(timezone=zone, job_defaults={
-            "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+        self.scheduler = BackgroundScheduler(
+            timezone=zone,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
         if digest is not None:
-            self.scheduler.add_job(self._digest, "cron", hour=digest.hour, minute=digest.minute,
-                                   id="sms-digest", replace_existing=True)
+            self.scheduler.add_job(
+                self._digest,
+                "cron",
+                hour=digest.hour,
+                minute=digest.minute,
+                id="sms-digest",
+                replace_existing=True,
+            )
         self.scheduler.add_listener(self._after_run, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
 
     def start(self) -> None:
@@ -68,7 +81,9 @@ class SmsScheduler:
                     pass
                 return
             run_at = max(due, self.dispatcher.clock())
-            self.scheduler.add_job(self._tick, "date", run_date=run_at, id=JOB, replace_existing=True)
+            self.scheduler.add_job(
+                self._tick, "date", run_date=run_at, id=JOB, replace_existing=True
+            )
 
     def next_send(self) -> datetime | None:
         return self.dispatcher.outbox.next_time()

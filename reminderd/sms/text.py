@@ -51,7 +51,9 @@ def check_template(template: str) -> str:
         raise InvalidValue(f"template is not valid: {exc}") from None
     for name in names:
         if name not in FIELDS:
-            raise InvalidValue(f"template uses {{{name}}}; allowed: " + ", ".join(f"{{{f}}}" for f in FIELDS))
+            raise InvalidValue(
+                f"template uses {{{name}}}; allowed: " + ", ".join(f"{{{f}}}" for f in FIELDS)
+            )
     if "when" not in names or not ({"who", "title"} & set(names)):
         raise InvalidValue("template must contain {when} and {who} or {title}")
     return template

@@ -60,8 +60,11 @@ def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
     if missing:
         raise MissingInputs(missing)
     problems += duplicate_ids(commitments)
-    return Loaded(tuple(commitments), tuple(in_line_order(problems, [s.shown for s in config.sources])),
-                  len(config.sources))
+    return Loaded(
+        tuple(commitments),
+        tuple(in_line_order(problems, [s.shown for s in config.sources])),
+        len(config.sources),
+    )
 
 
 def in_line_order(problems: list[Problem], paths: list[str]) -> list[Problem]:
@@ -74,8 +77,13 @@ def in_line_order(problems: list[Problem], paths: list[str]) -> list[Problem]:
 
 
 def _load_file(config: Config, spec: SourceSpec) -> tuple[list[Commitment], list[Problem]]:
-    ctx = FileContext(spec.shown, spec.timezone or config.timezone, config.defaults,
-                      config.phone_region, spec.date_format)
+    ctx = FileContext(
+        spec.shown,
+        spec.timezone or config.timezone,
+        config.defaults,
+        config.phone_region,
+        spec.date_format,
+    )
     text, problem = read_text(str(spec.path), spec.shown, spec.encoding)
     if problem is not None:
         return [], [problem]
@@ -93,8 +101,15 @@ def _stamp(config: Config, spec: SourceSpec) -> tuple[object, ...] | None:
         st = os.stat(spec.path)
     except OSError:
         return None  # read_text reports it
-    return (repr(spec), st.st_mtime_ns, st.st_size, st.st_ino, config.timezone, config.defaults,
-            config.phone_region)
+    return (
+        repr(spec),
+        st.st_mtime_ns,
+        st.st_size,
+        st.st_ino,
+        config.timezone,
+        config.defaults,
+        config.phone_region,
+    )
 
 
 def duplicate_ids(commitments: list[Commitment]) -> list[Problem]:
@@ -104,9 +119,14 @@ def duplicate_ids(commitments: list[Commitment]) -> list[Problem]:
     for c in commitments:
         if c.id in first:
             other = first[c.id].source
-            found.append(Problem(c.source.path, c.source.line,
-                                 f"duplicate id '{c.id}': also used at {other}"
-                                 + ("" if _explicit(c) else "; give each an 'id:' of its own")))
+            found.append(
+                Problem(
+                    c.source.path,
+                    c.source.line,
+                    f"duplicate id '{c.id}': also used at {other}"
+                    + ("" if _explicit(c) else "; give each an 'id:' of its own"),
+                )
+            )
         else:
             first[c.id] = c
     return found

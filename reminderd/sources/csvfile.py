@@ -22,8 +22,24 @@ from .tree import Map, Node, Scalar, Seq
 csv.field_size_limit(max(csv.field_size_limit(), MAX_FILE_BYTES))
 
 CSV_COLUMNS = (
-    "id", "title", "when", "timezone", "duration", "channel", "contact", "company", "phone",
-    "email", "purpose", "agenda", "questions", "bring", "next_step", "alarms", "sms", "status",
+    "id",
+    "title",
+    "when",
+    "timezone",
+    "duration",
+    "channel",
+    "contact",
+    "company",
+    "phone",
+    "email",
+    "purpose",
+    "agenda",
+    "questions",
+    "bring",
+    "next_step",
+    "alarms",
+    "sms",
+    "status",
     "tags",
 )
 LIST_COLUMNS = frozenset({"agenda", "questions", "bring", "alarms", "sms", "tags"})
@@ -31,9 +47,13 @@ CONTACT_COLUMNS = {"contact": "name", "company": "company", "phone": "phone", "e
 REQUIRED = ("title", "when")
 
 
-def commitments_from_csv(text: str, ctx: FileContext, columns: Mapping[str, str] | None = None,
-                         delimiter: str = ",",
-                         values: Mapping[str, Mapping[str, str]] | None = None) -> list[Commitment]:
+def commitments_from_csv(
+    text: str,
+    ctx: FileContext,
+    columns: Mapping[str, str] | None = None,
+    delimiter: str = ",",
+    values: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[Commitment]:
     """Every valid commitment in a CSV file; problems go to `ctx.problems`.
 
     Without `columns` the header must use the built-in names and any other
@@ -62,8 +82,11 @@ def commitments_from_csv(text: str, ctx: FileContext, columns: Mapping[str, str]
                     return []
                 continue
             if len(row) != len(header):
-                ctx.problem(line, f"row has {len(row)} cells but the header (line {header_line}) "
-                            f"has {len(header)}")
+                ctx.problem(
+                    line,
+                    f"row has {len(row)} cells but the header (line {header_line}) "
+                    f"has {len(header)}",
+                )
                 continue
             assert picks is not None
             commitment = ctx.commitment(_row_tree(row, picks, line))
@@ -76,8 +99,9 @@ def commitments_from_csv(text: str, ctx: FileContext, columns: Mapping[str, str]
     return found
 
 
-def _picks(header: list[str], line: int, ctx: FileContext,
-           columns: Mapping[str, str] | None) -> list[tuple[str, int]] | None:
+def _picks(
+    header: list[str], line: int, ctx: FileContext, columns: Mapping[str, str] | None
+) -> list[tuple[str, int]] | None:
     """Which cell feeds which key; problems for unknown, duplicate or missing columns."""
     before = len(ctx.problems)
     seen: dict[str, int] = {}
@@ -89,8 +113,11 @@ def _picks(header: list[str], line: int, ctx: FileContext,
     if columns is None:
         for index, name in enumerate(header):
             if name not in CSV_COLUMNS:
-                ctx.problem(line, f"unknown column '{name}'{did_you_mean(name, CSV_COLUMNS)}; "
-                            "map a CRM export's columns in the config with 'columns:'")
+                ctx.problem(
+                    line,
+                    f"unknown column '{name}'{did_you_mean(name, CSV_COLUMNS)}; "
+                    "map a CRM export's columns in the config with 'columns:'",
+                )
             elif seen[name] == index:
                 picks.append((name, index))
     else:
@@ -98,8 +125,11 @@ def _picks(header: list[str], line: int, ctx: FileContext,
             if name in seen:
                 picks.append((key, seen[name]))
             else:
-                ctx.problem(line, f"column '{name}' (mapped to {key}) is not in the header"
-                            f"{did_you_mean(name, seen)}")
+                ctx.problem(
+                    line,
+                    f"column '{name}' (mapped to {key}) is not in the header"
+                    f"{did_you_mean(name, seen)}",
+                )
     have = {key for key, _ in picks} | (set(columns) if columns else set())
     for key in REQUIRED:
         if key not in have:
@@ -116,7 +146,9 @@ def _row_tree(row: list[str], picks: list[tuple[str, int]], line: int) -> Map:
             continue  # an empty cell means "not given": defaults apply
         node: Node
         if key in LIST_COLUMNS:
-            node = Seq([Scalar(part.strip(), line) for part in cell.split(";") if part.strip()], line)
+            node = Seq(
+                [Scalar(part.strip(), line) for part in cell.split(";") if part.strip()], line
+            )
         else:
             node = Scalar(cell, line)
         if key in CONTACT_COLUMNS:

@@ -25,9 +25,24 @@ from .tree import Map, Node, Scalar, Seq, kind_name
 T = TypeVar("T")
 
 ENTRY_KEYS = (
-    "id", "title", "when", "timezone", "duration", "channel", "contact", "purpose",
-    "agenda", "questions", "bring", "next_step", "alarms", "sms", "follow_ups",
-    "skip_weekends", "status", "tags",
+    "id",
+    "title",
+    "when",
+    "timezone",
+    "duration",
+    "channel",
+    "contact",
+    "purpose",
+    "agenda",
+    "questions",
+    "bring",
+    "next_step",
+    "alarms",
+    "sms",
+    "follow_ups",
+    "skip_weekends",
+    "status",
+    "tags",
 )
 CONTACT_KEYS = ("name", "company", "phone", "email")
 FOLLOW_UP_KEYS = ("after", "purpose")
@@ -36,12 +51,30 @@ ENUM_KEYS = ("channel", "status")  # the fields with fixed values, which `values
 
 MAX_CHARS: dict[str, int] = {
     # what a person writes
-    "title": 200, "purpose": 2000, "next_step": 2000,
-    "agenda": 500, "questions": 500, "bring": 500, "tags": 100,  # each item
-    "contact": 200, "name": 200, "company": 200, "phone": 50, "email": 254,
+    "title": 200,
+    "purpose": 2000,
+    "next_step": 2000,
+    "agenda": 500,
+    "questions": 500,
+    "bring": 500,
+    "tags": 100,  # each item
+    "contact": 200,
+    "name": 200,
+    "company": 200,
+    "phone": 50,
+    "email": 254,
     # codes and dates: far shorter in any real file
-    "id": 200, "when": 100, "timezone": 100, "duration": 50, "after": 50, "alarms": 50, "sms": 50,
-    "follow_ups": 50, "channel": 100, "status": 100, "skip_weekends": 20,
+    "id": 200,
+    "when": 100,
+    "timezone": 100,
+    "duration": 50,
+    "after": 50,
+    "alarms": 50,
+    "sms": 50,
+    "follow_ups": 50,
+    "channel": 100,
+    "status": 100,
+    "skip_weekends": 20,
 }
 """Most characters in one value of a commitment field (a list's limit is per item).
 
@@ -50,7 +83,12 @@ or a runaway export cell is an error at its line instead of a 19 MB calendar
 event, SMS or error message (a refused value is never echoed)."""
 
 MAX_ITEMS: dict[str, int] = {
-    "agenda": 50, "questions": 50, "bring": 50, "tags": 50, "alarms": 50, "sms": 50,
+    "agenda": 50,
+    "questions": 50,
+    "bring": 50,
+    "tags": 50,
+    "alarms": 50,
+    "sms": 50,
     "follow_ups": 100,
 }
 """Most items in one list field: 50 alarms already ring every few minutes for hours."""
@@ -64,7 +102,11 @@ class Defaults:
     """What an entry gets for the keys it leaves out (config, then file level)."""
 
     duration: timedelta = timedelta(minutes=15)
-    alarms: tuple[timedelta, ...] = (timedelta(days=-1), timedelta(hours=-1), timedelta(minutes=-10))
+    alarms: tuple[timedelta, ...] = (
+        timedelta(days=-1),
+        timedelta(hours=-1),
+        timedelta(minutes=-10),
+    )
     sms: tuple[timedelta, ...] = (timedelta(minutes=-30),)
     channel: str = "call"
     skip_weekends: bool = False
@@ -108,8 +150,10 @@ class FileContext:
         value = node.text.strip()
         limit = MAX_CHARS.get(key)
         if limit is not None and len(value) > limit:
-            self.problem(node.line, f"{key}{' item' if item else ''} is {len(value)} characters; "
-                         f"at most {limit}")
+            self.problem(
+                node.line,
+                f"{key}{' item' if item else ''} is {len(value)} characters; at most {limit}",
+            )
             return None
         return value
 
@@ -132,8 +176,9 @@ class FileContext:
                 out.append(value)
         return tuple(out)
 
-    def parsed(self, node: Node | None, key: str, parse: Callable[[str], T], *,
-               item: bool = False) -> T | None:
+    def parsed(
+        self, node: Node | None, key: str, parse: Callable[[str], T], *, item: bool = False
+    ) -> T | None:
         value = self.text(node, key, item=item)
         if value is None or node is None:
             return None
@@ -141,15 +186,21 @@ class FileContext:
             return parse(value)
         except InvalidValue as exc:
             message = str(exc)
-            self.problem(node.line, message if message.startswith(key.rsplit(".", 1)[-1] + " ")
-                         else f"{key}: {message}")
+            self.problem(
+                node.line,
+                message
+                if message.startswith(key.rsplit(".", 1)[-1] + " ")
+                else f"{key}: {message}",
+            )
             return None
 
     def offsets(self, node: Node | None, key: str) -> tuple[timedelta, ...] | None:
         if node is None:
             return None
         if isinstance(node, Map):
-            self.problem(node.line, f"'{key}' must be a list of offsets like [-1h, -10m], not a mapping")
+            self.problem(
+                node.line, f"'{key}' must be a list of offsets like [-1h, -10m], not a mapping"
+            )
             return None
         items = self.items(node, key) if isinstance(node, Seq) else ([] if node.is_null else [node])
         if items is None:
@@ -176,8 +227,10 @@ class FileContext:
         close = closest(value, choices)
         hint = f" (did you mean '{close}'?)" if close else ""
         if self.choice_hint:  # a CSV export: its own words can be mapped in the config
-            hint += (f"; map the export's own words in the config, e.g. values: "
-                     f"{{{key}: {{{json.dumps(value, ensure_ascii=False)}: {close or choices[0]}}}}}")
+            hint += (
+                f"; map the export's own words in the config, e.g. values: "
+                f"{{{key}: {{{json.dumps(value, ensure_ascii=False)}: {close or choices[0]}}}}}"
+            )
         self.problem(node.line, f"{key} '{value}' must be one of {', '.join(choices)}{hint}")
         return None
 
@@ -205,19 +258,24 @@ class FileContext:
         steps = []
         for item in items:
             if isinstance(item, Scalar):
-                after = self.parsed(item, "follow_ups", lambda s: parse_duration(s, what="after"),
-                                    item=True)
+                after = self.parsed(
+                    item, "follow_ups", lambda s: parse_duration(s, what="after"), item=True
+                )
                 if after is not None:
                     steps.append(FollowUp(after))
                 continue
             if isinstance(item, Seq):
-                self.problem(item.line, "a follow-up must be a mapping with 'after' (and 'purpose')")
+                self.problem(
+                    item.line, "a follow-up must be a mapping with 'after' (and 'purpose')"
+                )
                 continue
             self.check_keys(item, FOLLOW_UP_KEYS, "a follow-up")
             if item.get("after") is None:
                 self.problem(item.line, "follow-up has no 'after' (e.g. after: 2d)")
                 continue
-            after = self.parsed(item.get("after"), "after", lambda s: parse_duration(s, what="after"))
+            after = self.parsed(
+                item.get("after"), "after", lambda s: parse_duration(s, what="after")
+            )
             if after is not None:
                 steps.append(FollowUp(after, self.text(item.get("purpose"), "purpose")))
         return tuple(steps)
@@ -237,8 +295,14 @@ class FileContext:
         channel = self.choice(node.get("channel"), "channel", CHANNELS)
         skip = self.flag(node.get("skip_weekends"), "skip_weekends")
         follow = self.follow_ups(node.get("follow_ups"))
-        for name, value in (("duration", duration), ("alarms", alarms), ("sms", sms),
-                            ("channel", channel), ("skip_weekends", skip), ("follow_ups", follow)):
+        for name, value in (
+            ("duration", duration),
+            ("alarms", alarms),
+            ("sms", sms),
+            ("channel", channel),
+            ("skip_weekends", skip),
+            ("follow_ups", follow),
+        ):
             if value is not None:
                 changes[name] = value
         return replace(base, **changes)  # type: ignore[arg-type]
@@ -248,7 +312,10 @@ class FileContext:
     def commitment(self, entry: Node) -> Commitment | None:
         """One commitment from one entry, or None with its problems recorded."""
         if not isinstance(entry, Map):
-            self.problem(entry.line, f"a commitment must be a mapping with title and when, not {kind_name(entry)}")
+            self.problem(
+                entry.line,
+                f"a commitment must be a mapping with title and when, not {kind_name(entry)}",
+            )
             return None
         before = len(self.problems)
         self.check_keys(entry, ENTRY_KEYS, "a commitment")
@@ -265,8 +332,10 @@ class FileContext:
             zone = None
         start = None
         if when_node is None or (isinstance(when_node, Scalar) and when_node.is_null):
-            self.problem(when_node.line if when_node else entry.line,
-                         "commitment has no 'when' (e.g. when: 2026-11-30 10:00)")
+            self.problem(
+                when_node.line if when_node else entry.line,
+                "commitment has no 'when' (e.g. when: 2026-11-30 10:00)",
+            )
         elif zone is not None:
             start = self.parsed(when_node, "when", lambda s: parse_when(s, zone, self.date_format))
         contact = self.contact(get("contact"))
@@ -287,8 +356,11 @@ class FileContext:
         id_node = get("id")
         ident = self.text(id_node, "id")
         if id_node is not None and ident is not None and not _ID_RE.match(ident):
-            self.problem(id_node.line, f"id '{ident}' may hold only letters, digits and . _ : @ + - "
-                         "(at most 200, starting with a letter or digit)")
+            self.problem(
+                id_node.line,
+                f"id '{ident}' may hold only letters, digits and . _ : @ + - "
+                "(at most 200, starting with a letter or digit)",
+            )
         if len(self.problems) > before or title is None or start is None or contact is None:
             return None
         return Commitment(
@@ -318,7 +390,9 @@ class FileContext:
         if isinstance(node, Scalar):
             return Contact(name=self.text(node, "contact"))
         if isinstance(node, Seq):
-            self.problem(node.line, "'contact' must be a mapping (name, company, phone, email) or a name")
+            self.problem(
+                node.line, "'contact' must be a mapping (name, company, phone, email) or a name"
+            )
             return None
         self.check_keys(node, CONTACT_KEYS, "contact")
         before = len(self.problems)
@@ -327,11 +401,15 @@ class FileContext:
         email = self.text(email_node, "email")
         if email_node is not None and email is not None and not _EMAIL_RE.match(email):
             self.problem(email_node.line, f"email '{email}' is not an e-mail address")
-        return None if len(self.problems) > before else Contact(
-            name=self.text(node.get("name"), "name"),
-            company=self.text(node.get("company"), "company"),
-            phone=phone,
-            email=email,
+        return (
+            None
+            if len(self.problems) > before
+            else Contact(
+                name=self.text(node.get("name"), "name"),
+                company=self.text(node.get("company"), "company"),
+                phone=phone,
+                email=email,
+            )
         )
 
 

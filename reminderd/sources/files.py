@@ -1,4 +1,7 @@
-"""Reading an input file to text: regular files only, size limit, BOM, encoding errors with their line."""
+"""Reading an input file to text.
+
+Regular files only, a size limit, the BOM, and encoding errors with their line.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,13 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 of YAML, so a bigger file is almost surely the wrong file, and reading it
 whole would cost the daemon memory for nothing."""
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
 def not_regular(mode: int) -> str | None:
@@ -56,22 +64,34 @@ def read_text(path: str, shown: str, encoding: str = "utf-8") -> tuple[str | Non
         raise MissingInputError(f"{shown}: not a regular file ({kind})")
     size = max(size, len(data))
     if size > MAX_FILE_BYTES:
-        return None, Problem(shown, 1, f"file is {size / 1e6:.1f} MB, over the "
-                             f"{MAX_FILE_BYTES // (1024 * 1024)} MB limit for a commitments file")
+        return None, Problem(
+            shown,
+            1,
+            f"file is {size / 1e6:.1f} MB, over the "
+            f"{MAX_FILE_BYTES // (1024 * 1024)} MB limit for a commitments file",
+        )
     codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
         text = data.decode(codec)
     except UnicodeDecodeError as exc:
         line = line_of(data, exc.start)
         column = exc.start - max(data.rfind(b"\n", 0, exc.start), data.rfind(b"\r", 0, exc.start))
-        hint = " (save it as UTF-8, or set 'encoding' for this file in the config)" if codec == "utf-8-sig" else ""
-        return None, Problem(shown, line, f"byte 0x{data[exc.start]:02x} at column {column} "
-                             f"is not valid {encoding}{hint}")
+        hint = (
+            " (save it as UTF-8, or set 'encoding' for this file in the config)"
+            if codec == "utf-8-sig"
+            else ""
+        )
+        return None, Problem(
+            shown,
+            line,
+            f"byte 0x{data[exc.start]:02x} at column {column} is not valid {encoding}{hint}",
+        )
     except (UnicodeError, LookupError):
         return None, Problem(shown, 1, f"cannot decode the file as '{encoding}'")
     if "\x00" in text:
-        return None, Problem(shown, line_of(text, text.index("\x00")),
-                             "contains a NUL byte: this is not a text file")
+        return None, Problem(
+            shown, line_of(text, text.index("\x00")), "contains a NUL byte: this is not a text file"
+        )
     if not text.strip():
         return None, Problem(shown, 1, "file is empty")
     return text, None

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class Scalar:
-    """A leaf as written; `tag` is `null` for YAML's plain nulls (`~`, `null`, empty), else `str`."""
+    """A leaf as written.
+
+    `tag` is `null` for YAML's plain nulls (`~`, `null`, empty), else `str`.
+    """
 
     text: str
     line: int

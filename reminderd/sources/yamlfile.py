@@ -41,7 +41,9 @@ class _Fatal(Exception):
 EntryFn = Callable[[Node, Node | None], None]
 
 
-def parse_yaml(text: str, path: str, on_entry: EntryFn | None = None) -> tuple[Node | None, Problem | None]:
+def parse_yaml(
+    text: str, path: str, on_entry: EntryFn | None = None
+) -> tuple[Node | None, Problem | None]:
     """The document as a tree, or the first problem with its line.
 
     Built straight from libyaml's event stream: PyYAML's own composer
@@ -61,7 +63,9 @@ def parse_yaml(text: str, path: str, on_entry: EntryFn | None = None) -> tuple[N
             return None, Problem(path, deep, _TOO_DEEP)
         mark = exc.problem_mark or exc.context_mark
         if exc.context_mark is not None and mark is not None and mark.index >= len(text.rstrip()):
-            mark = exc.context_mark  # hit the end of the file: where the unclosed thing began helps more
+            mark = (
+                exc.context_mark
+            )  # hit the end of the file: where the unclosed thing began helps more
         line = mark.line + 1 if mark is not None else 1
         what = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
         return None, Problem(path, line, f"YAML syntax error: {what}")
@@ -103,8 +107,11 @@ def _build(events: Any, on_entry: EntryFn | None = None) -> Node | None:
             if key == "<<":
                 raise _Fatal(line, "merge keys (<<) are not supported; repeat the values")
             if key in container.items:
-                raise _Fatal(line, f"key '{key}' appears twice in the same mapping "
-                             f"(first at line {container.items[key][0]})")
+                raise _Fatal(
+                    line,
+                    f"key '{key}' appears twice in the same mapping "
+                    f"(first at line {container.items[key][0]})",
+                )
             frame[1], frame[2] = key, line
         else:
             container.items[frame[1]] = (frame[2], node)
@@ -131,8 +138,11 @@ def _build(events: Any, on_entry: EntryFn | None = None) -> Node | None:
             if len(stack) >= MAX_DEPTH:
                 raise _Fatal(line, _TOO_DEEP)
             node = Map({}, line) if kind is yaml.MappingStartEvent else Seq([], line)
-            if isinstance(node, Seq) and entries is None and (
-                    not stack or (len(stack) == 1 and stack[0][1] == "commitments")):
+            if (
+                isinstance(node, Seq)
+                and entries is None
+                and (not stack or (len(stack) == 1 and stack[0][1] == "commitments"))
+            ):
                 entries = node
             add(node, line)
             if event.anchor:
@@ -178,11 +188,11 @@ def _too_deep_before(text: str, mark: Any) -> int | None:
     if _Loader is yaml.SafeLoader or mark is None or not 0 <= mark.index < _REPARSE_LIMIT:
         return None
     start = max(text.rfind("\n", 0, mark.index), text.rfind("\r", 0, mark.index)) + 1
-    line = text[start:mark.index + 1]
+    line = text[start : mark.index + 1]
     if line.count("[") + line.count("{") <= MAX_DEPTH:
         return None
     depth = 0
-    events: Any = yaml.parse(text[:mark.index + 1], Loader=yaml.SafeLoader)
+    events: Any = yaml.parse(text[: mark.index + 1], Loader=yaml.SafeLoader)
     try:
         for event in events:
             kind = type(event)
@@ -241,8 +251,11 @@ def commitments_from_yaml(text: str, ctx: FileContext) -> list[Commitment]:
         return found
     if entries is None or not isinstance(entries, Seq):
         assert entries is not None  # root is not None here, and a missing key returned above
-        what = "the file must be a mapping with 'commitments:' (or a list of commitments)" \
-            if entries is root else "'commitments' must be a list"
+        what = (
+            "the file must be a mapping with 'commitments:' (or a list of commitments)"
+            if entries is root
+            else "'commitments' must be a list"
+        )
         ctx.problem(entries.line, f"{what}, not {kind_name(entries)}")
         return []
     for entry in entries.items:  # empty when the entries were streamed

@@ -39,5 +39,7 @@ def current_errors(db: StateStore) -> list[dict[str, str]]:
     for area in ERROR_AREAS:
         value = db.get(META_ERROR + area)
         if value:
-            found.append({"area": area, "at": value.get("at", ""), "message": value.get("message", "")})
+            found.append(
+                {"area": area, "at": value.get("at", ""), "message": value.get("message", "")}
+            )
     return sorted(found, key=lambda e: e["at"], reverse=True)

@@ -30,8 +30,11 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step(1, "the 0.1 schema: calendar events, the SMS outbox, small values", (
-        """CREATE TABLE IF NOT EXISTS calendar_events (
+    Step(
+        1,
+        "the 0.1 schema: calendar events, the SMS outbox, small values",
+        (
+            """CREATE TABLE IF NOT EXISTS calendar_events (
     calendar TEXT NOT NULL,
     uid      TEXT NOT NULL,
     href     TEXT NOT NULL,
@@ -39,7 +42,7 @@ STEPS: tuple[Step, ...] = (
     hash     TEXT NOT NULL,
     PRIMARY KEY (calendar, uid)
 )""",
-        """CREATE TABLE IF NOT EXISTS sms_outbox (
+            """CREATE TABLE IF NOT EXISTS sms_outbox (
     key        TEXT PRIMARY KEY,   -- commitment#touch@offset@start: one send, ever
     kind       TEXT NOT NULL,      -- backup | digest | test
     due        TEXT NOT NULL,      -- UTC ISO: when the reminder is for
@@ -56,15 +59,18 @@ STEPS: tuple[Step, ...] = (
     body       TEXT,
     updated_at TEXT NOT NULL
 )""",
-        "CREATE INDEX IF NOT EXISTS sms_outbox_next ON sms_outbox (status, next_try)",
-        """CREATE TABLE IF NOT EXISTS meta (
+            "CREATE INDEX IF NOT EXISTS sms_outbox_next ON sms_outbox (status, next_try)",
+            """CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 )""",
-    )),
-    Step(2, "the outbox's reconcile reads one kind of send", (
-        "CREATE INDEX IF NOT EXISTS sms_outbox_kind ON sms_outbox (kind, status)",
-    )),
+        ),
+    ),
+    Step(
+        2,
+        "the outbox's reconcile reads one kind of send",
+        ("CREATE INDEX IF NOT EXISTS sms_outbox_kind ON sms_outbox (kind, status)",),
+    ),
 )
 
 LATEST = STEPS[-1].version

@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 _CAUSES = {  # SQLite result codes -> what the user can do about it
     sqlite3.SQLITE_CORRUPT: "the file is damaged; move it aside to start with a fresh state "
-                            "(sends already made are looked up at the provider)",
+    "(sends already made are looked up at the provider)",
     sqlite3.SQLITE_NOTADB: "the file is not a reminderd state database; move it aside or set "
-                           "another state_dir",
+    "another state_dir",
     sqlite3.SQLITE_READONLY: "the file or its folder is read-only for this user",
     sqlite3.SQLITE_FULL: "the disk is full",
     sqlite3.SQLITE_CANTOPEN: "it cannot be opened (missing folder or no permission)",
@@ -47,7 +47,11 @@ def _cause(exc: BaseException) -> str:
         code = getattr(exc, "sqlite_errorcode", None)
         cause = _CAUSES.get(code & 0xFF if isinstance(code, int) else -1)
         if cause is None:
-            cause = "the database failed (" + (getattr(exc, "sqlite_errorname", None) or type(exc).__name__) + ")"
+            cause = (
+                "the database failed ("
+                + (getattr(exc, "sqlite_errorname", None) or type(exc).__name__)
+                + ")"
+            )
         return cause
     return getattr(exc, "strerror", None) or type(exc).__name__
 
@@ -60,11 +64,15 @@ def state_error(path: Path, exc: BaseException) -> StateError:
 def _check_version(path: Path, found: int, latest: int, readonly: bool) -> None:
     """Refuse a schema this code does not know, and, when reading only, one it would upgrade."""
     if found > latest:
-        raise StateError(f"state database {path} has schema version {found}, newer than this reminderd "
-                         f"knows ({latest}): upgrade reminderd (an older version must not change it)")
+        raise StateError(
+            f"state database {path} has schema version {found}, newer than this reminderd "
+            f"knows ({latest}): upgrade reminderd (an older version must not change it)"
+        )
     if readonly and found < latest:
-        raise StateError(f"state database {path} has schema version {found}, older than this reminderd "
-                         f"needs ({latest}): run the daemon or `reminderd sync` once to upgrade it")
+        raise StateError(
+            f"state database {path} has schema version {found}, older than this reminderd "
+            f"needs ({latest}): run the daemon or `reminderd sync` once to upgrade it"
+        )
 
 
 class StateDB:
@@ -75,7 +83,9 @@ class StateDB:
     migration ladder (tests pass one of their own).
     """
 
-    def __init__(self, path: Path, *, readonly: bool = False, steps: Sequence[Step] = STEPS) -> None:
+    def __init__(
+        self, path: Path, *, readonly: bool = False, steps: Sequence[Step] = STEPS
+    ) -> None:
         self.path = path
         self.readonly = readonly
         self._lock = threading.RLock()
@@ -83,23 +93,32 @@ class StateDB:
         try:
             if readonly:
                 if not path.is_file():
-                    raise StateError(f"no state yet at {path} (reminderd has not run with this config)")
+                    raise StateError(
+                        f"no state yet at {path} (reminderd has not run with this config)"
+                    )
                 # With no -wal beside it nobody is writing: open it immutable, so a reader
                 # (root running `status` for the service's dynamic user) leaves no files behind.
                 live = Path(f"{path}-wal").exists()
-                self._db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro{'' if live else '&immutable=1'}",
-                                           uri=True, timeout=30, isolation_level=None,
-                                           check_same_thread=False)
+                self._db = sqlite3.connect(
+                    f"file:{quote(str(path))}?mode=ro{'' if live else '&immutable=1'}",
+                    uri=True,
+                    timeout=30,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                self._db = sqlite3.connect(str(path), timeout=30, isolation_level=None,
-                                           check_same_thread=False)
+                self._db = sqlite3.connect(
+                    str(path), timeout=30, isolation_level=None, check_same_thread=False
+                )
             try:
                 self._db.execute("PRAGMA busy_timeout=30000")
                 _check_version(path, self._version(), latest, readonly)  # fails now if not a DB
                 if not readonly:
                     self._db.execute("PRAGMA journal_mode=WAL")
-                    self._db.execute("PRAGMA synchronous=FULL")  # every commit on disk: an SMS marked sent stays sent
+                    self._db.execute(
+                        "PRAGMA synchronous=FULL"
+                    )  # every commit on disk: an SMS marked sent stays sent
                     self._migrate(steps)
             except BaseException:
                 self._db.close()
@@ -119,7 +138,9 @@ class StateDB:
         existing = bool(self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0])
         for step in steps:
             with self.transaction() as tx:
-                found = self._version()  # again under the write lock: another process may have run it
+                found = (
+                    self._version()
+                )  # again under the write lock: another process may have run it
                 if found >= step.version:
                     continue
                 try:
@@ -127,11 +148,17 @@ class StateDB:
                         tx.execute(statement)
                     tx.execute(f"PRAGMA user_version = {int(step.version)}")
                 except sqlite3.Error as exc:
-                    raise StateError(f"state database {self.path}: upgrading it to schema version "
-                                     f"{step.version} failed, it stays at {found}: {_cause(exc)}") from None
+                    raise StateError(
+                        f"state database {self.path}: upgrading it to schema version "
+                        f"{step.version} failed, it stays at {found}: {_cause(exc)}"
+                    ) from None
             if existing:
-                log.info("state database %s: upgraded to schema version %d (%s)", self.path,
-                         step.version, step.purpose)
+                log.info(
+                    "state database %s: upgraded to schema version %d (%s)",
+                    self.path,
+                    step.version,
+                    step.purpose,
+                )
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -177,20 +204,26 @@ class StateDB:
     # -- calendar events
 
     def events(self, calendar: str) -> dict[str, EventRow]:
-        rows = self.query("SELECT uid, href, etag, hash FROM calendar_events WHERE calendar = ?",
-                          (calendar,))
+        rows = self.query(
+            "SELECT uid, href, etag, hash FROM calendar_events WHERE calendar = ?", (calendar,)
+        )
         return {r[0]: EventRow(*r) for r in rows}
 
     def put_event(self, calendar: str, row: EventRow) -> None:
         with self.transaction() as tx:
-            tx.execute("INSERT INTO calendar_events (calendar, uid, href, etag, hash) VALUES (?, ?, ?, ?, ?) "
-                       "ON CONFLICT (calendar, uid) DO UPDATE SET "
-                       "href = excluded.href, etag = excluded.etag, hash = excluded.hash",
-                       (calendar, row.uid, row.href, row.etag, row.hash))
+            tx.execute(
+                "INSERT INTO calendar_events (calendar, uid, href, etag, hash) "
+                "VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (calendar, uid) DO UPDATE SET "
+                "href = excluded.href, etag = excluded.etag, hash = excluded.hash",
+                (calendar, row.uid, row.href, row.etag, row.hash),
+            )
 
     def forget_event(self, calendar: str, uid: str) -> None:
         with self.transaction() as tx:
-            tx.execute("DELETE FROM calendar_events WHERE calendar = ? AND uid = ?", (calendar, uid))
+            tx.execute(
+                "DELETE FROM calendar_events WHERE calendar = ? AND uid = ?", (calendar, uid)
+            )
 
     # -- small values (sync tokens, last sync, ...), stored as JSON
 
@@ -205,8 +238,11 @@ class StateDB:
 
     def set(self, key: str, value: Any) -> None:
         with self.transaction() as tx:
-            tx.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
 
 
 if TYPE_CHECKING:

@@ -44,8 +44,10 @@ class SyncResult:
     dry_run: bool = False
 
     def line(self) -> str:
-        text = (f"{'would be ' if self.dry_run else ''}created {self.created}, updated {self.updated}, "
-                f"deleted {self.deleted}, unchanged {self.unchanged}")
+        text = (
+            f"{'would be ' if self.dry_run else ''}created {self.created}, updated {self.updated}, "
+            f"deleted {self.deleted}, unchanged {self.unchanged}"
+        )
         extra = []
         if self.recreated:
             extra.append(f"{self.recreated} recreated after deletion on the server")
@@ -66,7 +68,9 @@ def desired_events(cal: CalendarStore, commitments: Iterable[Commitment]) -> dic
     return found
 
 
-def server_view(cal: CalendarStore, db: StateStore, state: dict[str, EventRow]) -> tuple[dict[str, str | None], dict[str, str | None]]:
+def server_view(
+    cal: CalendarStore, db: StateStore, state: dict[str, EventRow]
+) -> tuple[dict[str, str | None], dict[str, str | None]]:
     """(href -> ETag as the server has it now, marker to save after the sync)."""
     key = SYNC_MARKER + cal.url
     saved = db.get(key) or {}
@@ -86,8 +90,9 @@ def server_view(cal: CalendarStore, db: StateStore, state: dict[str, EventRow]) 
             return known, {"ctag": collection.ctag}
     collection = cal.collection()
     listing = cal.listing()
-    return listing, ({"token": collection.sync_token} if collection.sync_token
-                     else {"ctag": collection.ctag})
+    return listing, (
+        {"token": collection.sync_token} if collection.sync_token else {"ctag": collection.ctag}
+    )
 
 
 class _Progress:
@@ -100,14 +105,25 @@ class _Progress:
     def step(self) -> None:
         self.done += 1
         now = time.monotonic()
-        if self.out is not None and self.total >= 50 and (now - self.last >= 1 or self.done == self.total):
+        if (
+            self.out is not None
+            and self.total >= 50
+            and (now - self.last >= 1 or self.done == self.total)
+        ):
             self.last = now
             print(f"sync: {self.done}/{self.total} changes written", file=self.out, flush=True)
 
 
-def sync_calendar(cal: CalendarStore, db: StateStore, commitments: Iterable[Commitment], *,
-                  dry_run: bool = False, force: bool = False, connections: int = 4,
-                  progress: TextIO | None = sys.stderr) -> SyncResult:
+def sync_calendar(
+    cal: CalendarStore,
+    db: StateStore,
+    commitments: Iterable[Commitment],
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    connections: int = 4,
+    progress: TextIO | None = sys.stderr,
+) -> SyncResult:
     """Make the calendar match the commitments; only reminderd's own events are touched."""
     state = db.events(cal.url)
     desired = desired_events(cal, commitments)
@@ -115,8 +131,10 @@ def sync_calendar(cal: CalendarStore, db: StateStore, commitments: Iterable[Comm
     plan = plan_sync(desired, state, remote)
     if plan.mass_delete() and not force:
         raise MassDeleteRefused(
-            f"this sync would delete {plan.count(Delete)} of the {plan.owned} events reminderd owns; "
-            "nothing was changed. If that is what you want, run `reminderd sync --force`")
+            f"this sync would delete {plan.count(Delete)} of the {plan.owned} events "
+            "reminderd owns; "
+            "nothing was changed. If that is what you want, run `reminderd sync --force`"
+        )
     result = SyncResult(unchanged=plan.unchanged, dry_run=dry_run)
     if dry_run:
         for action in plan.actions:
@@ -126,7 +144,9 @@ def sync_calendar(cal: CalendarStore, db: StateStore, commitments: Iterable[Comm
         if isinstance(action, Forget):
             db.forget_event(cal.url, action.uid)
         elif isinstance(action, Record):
-            db.put_event(cal.url, EventRow(action.want.uid, action.want.href, action.etag, action.want.hash))
+            db.put_event(
+                cal.url, EventRow(action.want.uid, action.want.href, action.etag, action.want.hash)
+            )
             result.unchanged += 1
     writes = plan.writes
     bar = _Progress(len(writes), progress)
@@ -146,8 +166,12 @@ def sync_calendar(cal: CalendarStore, db: StateStore, commitments: Iterable[Comm
     if created and marker.get("token"):
         # Updates and deletes need no confirming: their objects existed at the old token,
         # so whatever happens to them next shows up in the next change list.
-        marker = _confirm_writes(cal, db, str(marker["token"]), {
-            a.want.href for a in writes if not isinstance(a, Delete)})  # type: ignore[union-attr]
+        marker = _confirm_writes(
+            cal,
+            db,
+            str(marker["token"]),
+            {a.want.href for a in writes if not isinstance(a, Delete)},
+        )  # type: ignore[union-attr]
     elif writes and "ctag" in marker:
         marker = {"ctag": cal.collection().ctag}  # ctag servers: our own writes moved it
     if not result.errors or "token" in marker:
@@ -155,7 +179,9 @@ def sync_calendar(cal: CalendarStore, db: StateStore, commitments: Iterable[Comm
     return result
 
 
-def _confirm_writes(cal: CalendarStore, db: StateStore, token: str, written: set[str]) -> dict[str, str | None]:
+def _confirm_writes(
+    cal: CalendarStore, db: StateStore, token: str, written: set[str]
+) -> dict[str, str | None]:
     """Move the sync token past our own writes, checking each one landed as we left it.
 
     One REPORT from the pre-write token lists our writes (with their ETags,
@@ -188,13 +214,17 @@ def _execute(cal: CalendarStore, action: Action) -> _Outcome:
     if isinstance(action, Create):
         data = render(action.want.touch)
         try:
-            return ("recreated" if action.recreate else "created"), cal.put(action.want.href, data, None, create=True)
+            return ("recreated" if action.recreate else "created"), cal.put(
+                action.want.href, data, None, create=True
+            )
         except PreconditionFailed:
             return _adopt(cal, action.want, None)
     if isinstance(action, Update):
         data = render(action.want.touch)
         try:
-            return ("repaired" if action.drift else "updated"), cal.put(action.want.href, data, action.etag, create=False)
+            return ("repaired" if action.drift else "updated"), cal.put(
+                action.want.href, data, action.etag, create=False
+            )
         except PreconditionFailed:
             return _adopt(cal, action.want, None)  # changed under us: verify it is ours, then write
     if isinstance(action, Adopt):
@@ -227,13 +257,17 @@ def _adopt(cal: CalendarStore, want: Desired, etag: str | None) -> _Outcome:
     data, etag_now = found
     owner = ownership(data)
     if owner is None or owner[0] != want.touch.key:
-        raise ReminderdError(f"{want.href}: an event not written by reminderd has this name; left alone")
+        raise ReminderdError(
+            f"{want.href}: an event not written by reminderd has this name; left alone"
+        )
     if owner[1] == want.hash:
         return "adopted", etag_now
     return "updated", cal.put(want.href, render(want.touch), etag_now, create=False)
 
 
-def _record(db: StateStore, cal: CalendarStore, action: Action, outcome: _Outcome, result: SyncResult) -> None:
+def _record(
+    db: StateStore, cal: CalendarStore, action: Action, outcome: _Outcome, result: SyncResult
+) -> None:
     what, etag = outcome
     if isinstance(action, Delete):
         if action.uid is not None:
@@ -268,5 +302,3 @@ def _count(result: SyncResult, action: Action) -> None:
         result.deleted += 1
     elif isinstance(action, Record):
         result.unchanged += 1
-
-

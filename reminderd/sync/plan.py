@@ -102,8 +102,9 @@ def basename(href: str) -> str:
     return href.rstrip("/").rsplit("/", 1)[-1]
 
 
-def plan_sync(desired: Mapping[str, Desired], state: Mapping[str, EventRow],
-              remote: Mapping[str, str | None]) -> Plan:
+def plan_sync(
+    desired: Mapping[str, Desired], state: Mapping[str, EventRow], remote: Mapping[str, str | None]
+) -> Plan:
     """Actions that make the calendar match `desired`.
 
     `remote` maps href -> ETag for what the server holds now (at least every
@@ -142,8 +143,11 @@ def plan_sync(desired: Mapping[str, Desired], state: Mapping[str, EventRow],
             plan.actions.append(Delete(uid, row.href, remote[row.href]))
         else:
             plan.actions.append(Forget(uid))
-    orphans = [h for h in remote if basename(h).startswith(OWNED_PREFIX)
-               and h not in known_hrefs and h not in wanted_hrefs]
+    orphans = [
+        h
+        for h in remote
+        if basename(h).startswith(OWNED_PREFIX) and h not in known_hrefs and h not in wanted_hrefs
+    ]
     plan.actions += [Delete(None, h, remote[h]) for h in sorted(orphans)]
     plan.owned_recorded = bool(state)
     plan.owned = len(state) if state else len(orphans)
