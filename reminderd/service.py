@@ -266,13 +266,11 @@ class Daemon:
                 self._record_error("config", f"SMS settings: {exc}")
                 config = replace(config, sms=old.sms, timezone=old.timezone)
                 if self.scheduler is not None:
-                    self.scheduler.dispatcher.replan(commitments)
-                    self.scheduler.rearm()
+                    self.scheduler.replan(commitments)
             else:
                 self._clear_error("config")
         elif self.scheduler is not None:
-            self.scheduler.dispatcher.replan(commitments)
-            self.scheduler.rearm()
+            self.scheduler.replan(commitments)
             self._clear_error("config")
         else:
             self._clear_error("config")
@@ -351,9 +349,7 @@ class Daemon:
             return
         scheduler = scheduler or self._make_scheduler(config)
         if self.current is not None and self.current.commitments is not None:
-            scheduler.dispatcher.replan(
-                self.current.commitments
-            )  # an empty list too: it cancels what is gone
+            scheduler.replan(self.current.commitments, started=False)
         self.scheduler = scheduler
         scheduler.start()
 

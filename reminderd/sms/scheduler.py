@@ -68,6 +68,13 @@ class SmsScheduler:
         self.scheduler.start()
         self.rearm()
 
+    def replan(self, commitments: tuple[Commitment, ...], *, started: bool = True) -> None:
+        """The outbox follows these commitments (an empty tuple too: it cancels what is
+        gone), and the timer follows the outbox."""
+        self.dispatcher.replan(commitments)
+        if started:
+            self.rearm()
+
     def rearm(self) -> None:
         """Point the one timer at the earliest pending send (now, if overdue)."""
         with self._arm:

@@ -170,8 +170,8 @@ def sync_calendar(
             cal,
             db,
             str(marker["token"]),
-            {a.want.href for a in writes if not isinstance(a, Delete)},
-        )  # type: ignore[union-attr]
+            {a.want.href for a in writes if isinstance(a, (Create, Update, Adopt))},
+        )
     elif writes and "ctag" in marker:
         marker = {"ctag": cal.collection().ctag}  # ctag servers: our own writes moved it
     if not result.errors or "token" in marker:
