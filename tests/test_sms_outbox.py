@@ -485,3 +485,32 @@ def test_stopping_while_a_run_finishes_does_not_hang(tmp_path: Path) -> None:
     counts = d.outbox.counts()
     db.close()
     assert counts == {"sent": 1, "pending": 2} and len(sender.sent) == 1
+
+
+def test_a_slow_rate_limit_never_holds_up_a_stop(tmp_path: Path) -> None:
+    """rate_per_minute 1: each worker waits up to minutes for its turn; close() ends the waits."""
+    import threading
+    import time
+
+    db = StateDB(tmp_path / "slow-rate.sqlite3")
+    clock = Clock(START - timedelta(hours=2))
+    sender = Scripted()
+    d = Dispatcher(
+        Outbox(db),
+        sender,
+        sms_config(to="+306912345678", rate_per_minute=1),
+        ATHENS,
+        clock,
+        tuning=Tuning(workers=4),
+    )
+    d.replan([commitment(id=f"c{i}") for i in range(8)])
+    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
+    worker = threading.Thread(target=d.run_due)
+    worker.start()
+    time.sleep(1.0)  # one send went out; the other workers wait for minutes
+    began = time.monotonic()
+    d.close()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and time.monotonic() - began < 3
+    counts = d.outbox.counts()
+    assert counts.get("sending", 0) == 0 and counts["sent"] == len(sender.sent) == 1

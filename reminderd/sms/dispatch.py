@@ -67,7 +67,7 @@ class RateLimiter:
     def __init__(
         self,
         per_minute: int,
-        sleep: Callable[[float], None] = _time.sleep,
+        sleep: Callable[[float], object] = _time.sleep,
         monotonic: Callable[[], float] = _time.monotonic,
     ) -> None:
         self.interval = 60.0 / per_minute
@@ -103,9 +103,10 @@ class Dispatcher:
         self.template = sms.template or DEFAULT_TEMPLATE
         self.tuning = tuning
         self.clock = clock
-        self.limiter = RateLimiter(sms.rate_per_minute)
         self.pool = ThreadPoolExecutor(max_workers=tuning.workers, thread_name_prefix="sms")
         self.stopping = threading.Event()
+        # its waits end at once on close(): a slow rate never holds up a stop
+        self.limiter = RateLimiter(sms.rate_per_minute, sleep=self.stopping.wait)
         self.last_sid: str | None = None  # the provider's id of the last send, for `test-sms`
         self.state_since = outbox.since(clock())  # sends due before it may have gone out already
 
