@@ -29,6 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTBED = ROOT.parent / "shared" / "testbed"
 
 
+def wait_for(what: str, check: Callable[[], object], timeout: float, step: float = 0.1) -> object:
+    """Poll `check` until it returns something true, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

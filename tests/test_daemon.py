@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,21 +26,11 @@ from servers import (
     kill,
     start_radicale,
     stored_calendar_url,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 SID = "AC" + "0123456789abcdef" * 2
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float, step: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(step)
 
 
 class Rig:

@@ -18,20 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from servers import ROOT, free_port
+from servers import ROOT, free_port, wait_for
 
 pytestmark = [pytest.mark.slow]
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def env() -> dict[str, str]:
