@@ -244,34 +244,45 @@ def test_digest_lists_today_and_missed_once_a_day(rig) -> None:  # type: ignore[
     assert d.run_due() == ["sent"] and sender.sent[-1] == text
 
 
-def test_stopping_leaves_queued_sends_pending_never_half_sent(tmp_path: Path) -> None:
+def _stop_mid_run(
+    tmp_path: Path, rate_per_minute: int, workers: int, n: int, settle: float
+) -> tuple[float, dict[str, int], int]:
+    """Start a run of `n` due sends, close() after `settle` s: (seconds close took, counts, sent)."""
     import threading
     import time
 
-    db = StateDB(tmp_path / "slow.sqlite3")
+    db = StateDB(tmp_path / "stop.sqlite3")
     clock = Clock(START - timedelta(hours=2))
     sender = Scripted()
     d = Dispatcher(
         Outbox(db),
         sender,
-        sms_config(to="+306912345678", rate_per_minute=60),
+        sms_config(to="+306912345678", rate_per_minute=rate_per_minute),
         ATHENS,
         clock,
-        tuning=Tuning(workers=2),
+        tuning=Tuning(workers=workers),
     )
-    d.replan([commitment(id=f"c{i}") for i in range(20)])
+    d.replan([commitment(id=f"c{i}") for i in range(n)])
     clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
     worker = threading.Thread(target=d.run_due)
     worker.start()
-    time.sleep(1.5)  # a couple of sends go out at one per second
+    time.sleep(settle)
     began = time.monotonic()
     d.close()
     worker.join(timeout=30)
-    assert not worker.is_alive() and time.monotonic() - began < 10  # bounded, not 20 s of queue
+    assert not worker.is_alive()
+    took = time.monotonic() - began
     counts = d.outbox.counts()
-    assert counts.get("sending", 0) == 0 and counts["sent"] == len(sender.sent)
-    assert counts["pending"] + counts["sent"] == 20
     db.close()
+    return took, counts, len(sender.sent)
+
+
+def test_stopping_leaves_queued_sends_pending_never_half_sent(tmp_path: Path) -> None:
+    # a couple of sends go out at one per second before the stop
+    took, counts, sent = _stop_mid_run(tmp_path, rate_per_minute=60, workers=2, n=20, settle=1.5)
+    assert took < 10  # bounded, not 20 s of queue
+    assert counts.get("sending", 0) == 0 and counts["sent"] == sent
+    assert counts["pending"] + counts["sent"] == 20
 
 
 def lost_state_rig(tmp_path: Path, began: datetime) -> tuple[Dispatcher, Clock, Scripted]:
@@ -489,28 +500,7 @@ def test_stopping_while_a_run_finishes_does_not_hang(tmp_path: Path) -> None:
 
 def test_a_slow_rate_limit_never_holds_up_a_stop(tmp_path: Path) -> None:
     """rate_per_minute 1: each worker waits up to minutes for its turn; close() ends the waits."""
-    import threading
-    import time
-
-    db = StateDB(tmp_path / "slow-rate.sqlite3")
-    clock = Clock(START - timedelta(hours=2))
-    sender = Scripted()
-    d = Dispatcher(
-        Outbox(db),
-        sender,
-        sms_config(to="+306912345678", rate_per_minute=1),
-        ATHENS,
-        clock,
-        tuning=Tuning(workers=4),
-    )
-    d.replan([commitment(id=f"c{i}") for i in range(8)])
-    clock.now = (START - timedelta(minutes=30)).astimezone(UTC)
-    worker = threading.Thread(target=d.run_due)
-    worker.start()
-    time.sleep(1.0)  # one send went out; the other workers wait for minutes
-    began = time.monotonic()
-    d.close()
-    worker.join(timeout=30)
-    assert not worker.is_alive() and time.monotonic() - began < 3
-    counts = d.outbox.counts()
-    assert counts.get("sending", 0) == 0 and counts["sent"] == len(sender.sent) == 1
+    # one send went out; the other workers wait for minutes
+    took, counts, sent = _stop_mid_run(tmp_path, rate_per_minute=1, workers=4, n=8, settle=1.0)
+    assert took < 3
+    assert counts.get("sending", 0) == 0 and counts["sent"] == sent == 1

@@ -31,7 +31,7 @@ from reminderd.cli import main
 from reminderd.config import load_config
 from reminderd.sms.dispatch import LOOKUP_MARGIN, LOST_STATE_NOTE
 from reminderd.sms.factory import make_dispatcher
-from reminderd.sms.outbox import Outbox
+from reminderd.sms.outbox import Outbox, Row
 from reminderd.sms.providers import TwilioSender
 from reminderd.sources import load_sources
 from reminderd.store.sqlite import StateDB
@@ -157,14 +157,16 @@ def test_temporary_errors_are_retried(
     assert len(mock.messages(accepted_only=False)) == 3 and len(mock.messages()) == 1
 
 
-@pytest.mark.parametrize("fault", ["500", "429", "hang", "drop"])
-def test_fault_proxy(mock: TwilioMock, tmp_path: Path, fault: str) -> None:
+def through_proxy(
+    mock: TwilioMock, tmp_path: Path, mode: str, **proxy_options: float
+) -> tuple[list[str], list[tuple[str, str, str]], list[Row]]:
+    """One due backup sent through a fault proxy in `mode`, then the retry or look-up when it
+    comes due: (outcomes, what the proxy saw, the rows recorded as sent)."""
     mock.clear()
-    proxy = FaultProxy(mock.url, hang_seconds=3)
+    proxy = FaultProxy(mock.url, **proxy_options)
     try:
-        proxy.modes = [fault]
-        config = setup(tmp_path, proxy.url)
-        cfg = load_config(config)
+        proxy.modes = [mode]
+        cfg = load_config(setup(tmp_path, proxy.url))
         db = state_db(cfg)
         d = make_dispatcher(cfg, db)
         d.tuning = replace(d.tuning, lookup_delay=timedelta(seconds=1))
@@ -175,18 +177,25 @@ def test_fault_proxy(mock: TwilioMock, tmp_path: Path, fault: str) -> None:
             if nxt is not None:
                 time.sleep(max(0.0, (nxt - datetime.now(UTC)).total_seconds()) + 0.05)
                 outcomes += d.run_due()
+            sent = d.outbox.recent(statuses=("sent",))
         finally:
             d.close()
             db.close()
     finally:
         proxy.close()
-    posts = [s for s in proxy.seen if s[0] == "POST"]
+    return outcomes, list(proxy.seen), sent
+
+
+@pytest.mark.parametrize("fault", ["500", "429", "hang", "drop"])
+def test_fault_proxy(mock: TwilioMock, tmp_path: Path, fault: str) -> None:
+    outcomes, seen, _ = through_proxy(mock, tmp_path, fault, hang_seconds=3)
+    posts = [s for s in seen if s[0] == "POST"]
     if fault in ("500", "429"):
         assert outcomes == ["retry", "sent"] and [p[2] for p in posts] == [fault, "pass"]
     else:  # the request may have arrived: look it up (GET), not found, send once more
         assert outcomes == ["ambiguous", "sent"]
         assert [p[2] for p in posts] == [fault, "pass"]
-        assert any(s[0] == "GET" and "Messages.json" in s[1] for s in proxy.seen)
+        assert any(s[0] == "GET" and "Messages.json" in s[1] for s in seen)
     assert len(mock.messages()) == 1  # the faulty one never reached the provider
 
 
@@ -194,30 +203,10 @@ def test_a_lost_reply_is_found_by_the_look_up_and_not_sent_again(
     mock: TwilioMock, tmp_path: Path
 ) -> None:
     """The send reaches the provider, the answer never comes back: the look-up finds it."""
-    mock.clear()
-    proxy = FaultProxy(mock.url)
-    try:
-        proxy.modes = ["lose-reply"]
-        config = setup(tmp_path, proxy.url)
-        cfg = load_config(config)
-        db = state_db(cfg)
-        d = make_dispatcher(cfg, db)
-        d.tuning = replace(d.tuning, lookup_delay=timedelta(seconds=1))
-        try:
-            d.replan(load_sources(cfg).commitments)
-            outcomes = d.run_due()
-            nxt = d.outbox.next_time()
-            assert nxt is not None
-            time.sleep(max(0.0, (nxt - datetime.now(UTC)).total_seconds()) + 0.05)
-            outcomes += d.run_due()
-            (row,) = d.outbox.recent(statuses=("sent",))
-        finally:
-            d.close()
-            db.close()
-    finally:
-        proxy.close()
+    outcomes, seen, sent = through_proxy(mock, tmp_path, "lose-reply")
     assert outcomes == ["ambiguous", "sent"]
-    assert [p[2] for p in proxy.seen if p[0] == "POST"] == ["lose-reply"]  # asked, not sent again
+    assert [p[2] for p in seen if p[0] == "POST"] == ["lose-reply"]  # asked, not sent again
+    (row,) = sent
     (kept,) = mock.kept()
     assert row.sid == kept["sid"] and (row.error or "").startswith("confirmed by look-up")
     assert len(mock.messages()) == 1
