@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from .calendar import forget_calendar, open_calendar
@@ -20,8 +21,13 @@ from .sync.engine import SyncResult, sync_calendar
 log = logging.getLogger(__name__)
 
 
+def state_path(config: Config) -> Path:
+    """Where this config's state database lives."""
+    return config.state_dir / "state.sqlite3"
+
+
 def state_db(config: Config) -> StateDB:
-    return StateDB(config.state_dir / "state.sqlite3")
+    return StateDB(state_path(config))
 
 
 def sync_once(

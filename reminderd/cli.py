@@ -8,12 +8,12 @@ import logging
 import sys
 from pathlib import Path
 from typing import TextIO
-from zoneinfo import ZoneInfo
 
 from . import __version__
 from .clock import Clock, system_clock
 from .errors import EX_SOFTWARE, InputProblems, MissingInputs, ReminderdError
 from .logs import setup_logging
+from .timeparse import get_zone
 
 log = logging.getLogger(__name__)
 SYNC_WAIT = 120.0  # seconds `sync` waits for a running daemon's sync to finish
@@ -57,7 +57,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_agenda(args: argparse.Namespace) -> int:
     from .agenda import alerts_as_planned, render_json, render_text, window
-    from .timeparse import get_zone
 
     config, loaded = _load(args)
     now = args.clock()
@@ -129,7 +128,7 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
         return 78
     now = args.clock()
     body = (
-        f"reminderd test SMS, {now.astimezone(_zone(config.timezone)).strftime('%H:%M')}: "
+        f"reminderd test SMS, {now.astimezone(get_zone(config.timezone)).strftime('%H:%M')}: "
         "your follow-up backups reach this phone."
     )
     sender = make_sender(config)  # secrets first: a bad one stops here, before any state is touched
@@ -159,27 +158,22 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
     return 0
 
 
-def _zone(name: str) -> ZoneInfo:
-    from .timeparse import get_zone
-
-    return get_zone(name)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """Read-only: never creates the state dir or the database."""
+    from .app import state_path
     from .config import find_config, load_config
     from .phone import mask
     from .status import gather, render_json, render_text
     from .store.sqlite import StateDB
 
     config = load_config(find_config(args.config))
-    path = config.state_dir / "state.sqlite3"
+    path = state_path(config)
     db = StateDB(path, readonly=True) if path.exists() else None
     try:
         found = gather(
             config.state_dir,
             db,
-            _zone(config.timezone),
+            get_zone(config.timezone),
             "off" if config.sms is None else config.sms.provider,
             mask(config.sms.to) if config.sms and config.sms.to else None,
         )

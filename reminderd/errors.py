@@ -15,6 +15,7 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+EX_CANTCREAT = 73
 EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
@@ -82,6 +83,12 @@ class SecretError(ReminderdError):
 
 class ServerUnreachable(ReminderdError):
     exit_code = EX_UNAVAILABLE
+
+
+class WouldOverwrite(ReminderdError):
+    """`init` found files it would replace, and `--force` was not given."""
+
+    exit_code = EX_CANTCREAT
 
 
 class AlreadyRunning(ReminderdError):

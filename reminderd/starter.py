@@ -15,14 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .errors import ReminderdError
+from .errors import WouldOverwrite
 from .timeparse import get_zone, next_weekday, system_zone_name
-
-EX_CANTCREAT = 73
-
-
-class WouldOverwrite(ReminderdError):
-    exit_code = EX_CANTCREAT
 
 
 @dataclass(frozen=True, slots=True)

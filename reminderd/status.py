@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,7 +36,7 @@ class Status:
 
 
 def gather(
-    state_dir: Any, db: StateStore | None, zone: ZoneInfo, sms: str, sms_to: str | None
+    state_dir: Path, db: StateStore | None, zone: ZoneInfo, sms: str, sms_to: str | None
 ) -> Status:
     """Read what the daemon and earlier commands recorded; `db` None: no state yet."""
     from .sms.outbox import Outbox

@@ -95,7 +95,7 @@ class EmbeddedServer:
                     f"{self.host}:{self.port} (is the port taken?)"
                 )
             time.sleep(0.02)
-        log.info("embedded calendar server on %s (storage %s)", self.url, self.storage)
+        log.debug("embedded calendar server on %s (storage %s)", self.url, self.storage)
 
     @staticmethod
     def _serve(rserver, configuration, inside: socket.socket) -> None:  # type: ignore[no-untyped-def]
