@@ -25,7 +25,7 @@ from .phone import normalise, valid_region
 from .sms.text import check_template
 from .sources import in_line_order
 from .sources.csvfile import CSV_COLUMNS
-from .sources.entries import ENUM_KEYS, Defaults, FileContext, parse_bool
+from .sources.entries import EMAIL_ADDRESS, ENUM_KEYS, Defaults, FileContext, parse_bool
 from .sources.files import read_text
 from .sources.tree import Map, Node, Scalar, Seq, kind_name
 from .sources.yamlfile import parse_yaml
@@ -211,6 +211,13 @@ SPEC: tuple[Option, ...] = (
     ),
     Option("calendar", "connections", _int(1, 16), 4, "parallel requests during a sync"),
     Option(
+        "calendar",
+        "server_edits",
+        _choice("adopt", "repair"),
+        "adopt",
+        "adopt: a moved event is a move, a deleted one a skip; repair: the file always wins",
+    ),
+    Option(
         "sms",
         "provider",
         _choice("twilio", "log"),
@@ -254,9 +261,52 @@ SPEC: tuple[Option, ...] = (
     ),
     Option("sms", "rate_per_minute", _int(1, 6000), 60, "most sends per minute"),
     Option("sms", "timeout", parse_duration, timedelta(seconds=15), "HTTP timeout per request"),
+    Option(
+        "sms",
+        "replies",
+        _choice("poll", "webhook", "off"),
+        None,
+        "SMS replies as commands: poll (default with twilio), webhook, or off",
+    ),
+    Option("sms", "reply_poll", parse_duration, timedelta(seconds=30), "how often to poll replies"),
+    Option("sms", "webhook_listen", _listen, None, "the reply webhook's address (host:port)"),
+    Option("sms", "webhook_url", _url, None, "the public URL Twilio posts replies to"),
+    Option("email", "host", _str, None, "SMTP server"),
+    Option("email", "port", _int(1, 65535), None, "SMTP port (default: 587, tls 465, none 25)"),
+    Option(
+        "email",
+        "security",
+        _choice("starttls", "tls", "none"),
+        "starttls",
+        "starttls, tls, or none (loopback only)",
+    ),
+    Option("email", "username", _str, None, "SMTP user name"),
+    Option("email", "password", SECRET, None, "SMTP password"),
+    Option("email", "from", _str, None, "sender address"),
+    Option("email", "to", _str, None, "where email alerts go"),
+    Option("email", "digest", lambda t: parse_clock(t, what="digest"), None, "daily agenda email"),
+    Option(
+        "email",
+        "late_grace",
+        parse_duration,
+        timedelta(minutes=30),
+        "a missed email alert is still sent if at most this late",
+    ),
+    Option("email", "timeout", parse_duration, timedelta(seconds=30), "SMTP timeout"),
+    Option("outcomes", "write_back", parse_bool, True, "write outcomes into YAML files"),
 )
-SECTIONS = {"calendar", "sms"}
-TOP_KEYS = ("timezone", "phone_region", "state_dir", "commitments", "defaults", "calendar", "sms")
+SECTIONS = {"calendar", "sms", "email", "outcomes"}
+TOP_KEYS = (
+    "timezone",
+    "phone_region",
+    "state_dir",
+    "commitments",
+    "defaults",
+    "calendar",
+    "sms",
+    "email",
+    "outcomes",
+)
 SOURCE_KEYS = ("path", "columns", "date_format", "encoding", "delimiter", "timezone", "values")
 
 
@@ -287,6 +337,7 @@ class CalendarConfig:
     listen: str
     sync_interval: timedelta
     connections: int
+    server_edits: str  # adopt | repair
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +360,40 @@ class SmsConfig:
     template: str | None
     rate_per_minute: int
     timeout: timedelta
+    replies: str | None  # poll | webhook | off; None: poll with twilio, else off
+    reply_poll: timedelta
+    webhook_listen: str | None
+    webhook_url: str | None
+
+    @property
+    def reply_mode(self) -> str:
+        """`sms.replies` as it applies: replies need a provider that receives them."""
+        if self.provider != "twilio":
+            return "off"
+        return self.replies or "poll"
+
+
+@dataclass(frozen=True, slots=True)
+class EmailConfig:
+    """The `email:` section (SPEC "Email alerts"), typed."""
+
+    host: str
+    port: int
+    security: str  # starttls | tls | none
+    username: str | None
+    password: SecretRef | None
+    sender: str  # `from:` in the file
+    to: str
+    digest: time | None
+    late_grace: timedelta
+    timeout: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomesConfig:
+    """The `outcomes:` section."""
+
+    write_back: bool  # write outcomes into YAML commitment files
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +406,8 @@ class Config:
     state_dir: Path
     calendar: CalendarConfig
     sms: SmsConfig | None  # None: SMS off
+    email: EmailConfig | None = None  # None: email off
+    outcomes: OutcomesConfig = OutcomesConfig(write_back=True)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -387,6 +474,9 @@ def load_config(path: Path) -> Config:
     sms_values = values["sms"] if "sms" in present else None
     if sms_values is not None:
         _check_sms(sms_values, root.get("sms"), root.items["sms"][0], ctx)  # type: ignore[arg-type]
+    email_values = values["email"] if "email" in present else None
+    if email_values is not None:
+        _check_email(email_values, root.get("email"), root.items["email"][0], ctx)  # type: ignore[arg-type]
     calendar = values["calendar"]
     cal_node = root.get("calendar")
     if not calendar["url"] and isinstance(cal_node, Map) and "listen" in cal_node.items:
@@ -409,10 +499,12 @@ def load_config(path: Path) -> Config:
         state_dir=_state_dir(top["state_dir"], base_dir),
         calendar=CalendarConfig(**_fields("calendar", calendar)),
         sms=SmsConfig(**_fields("sms", sms_values)) if sms_values is not None else None,
+        email=EmailConfig(**_fields("email", email_values)) if email_values is not None else None,
+        outcomes=OutcomesConfig(**values["outcomes"]),
     )
 
 
-FIELD_NAMES = {("sms", "from"): "sender"}  # option names that are Python keywords
+FIELD_NAMES = {("sms", "from"): "sender", ("email", "from"): "sender"}  # Python keywords
 
 
 def _fields(section: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -638,11 +730,37 @@ def _check_sms(sms: dict[str, Any], node: Map, line: int, ctx: FileContext) -> N
                 sms[key] = normalise(sms[key], ctx.phone_region)
             except InvalidValue as exc:
                 ctx.problem(node.items[key][0], f"sms.{key}: {exc}")
+    if sms["replies"] == "webhook" and not (sms["webhook_listen"] and sms["webhook_url"]):
+        ctx.problem(
+            line, "sms.replies webhook needs sms.webhook_listen and sms.webhook_url (public URL)"
+        )
     if sms["provider"] == "twilio":
         if not sms["to"]:
             ctx.problem(line, "sms.to is required: the number the reminders go to")
         if not sms["from"] and not sms["messaging_service_sid"]:
             ctx.problem(line, "sms needs 'from' (a number) or 'messaging_service_sid'")
+
+
+EMAIL_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+
+
+def _check_email(email: dict[str, Any], node: Map, line: int, ctx: FileContext) -> None:
+    """Cross-option rules: a host, addresses, and plain SMTP only on loopback."""
+    for key in ("host", "from", "to"):
+        if not email[key]:
+            ctx.problem(line, f"email.{key} is required")
+    for key in ("from", "to"):
+        if email[key] and not EMAIL_ADDRESS.match(email[key]):
+            ctx.problem(node.items[key][0], f"email.{key}: '{email[key]}' is not an e-mail address")
+    if email["security"] == "none" and email["host"] and not is_loopback(email["host"]):
+        where = node.items["security"][0] if "security" in node.items else line
+        ctx.problem(
+            where,
+            f"email.security none sends in clear text: refused for {email['host']}, which "
+            "is not a loopback address; use starttls or tls",
+        )
+    if email["port"] is None:
+        email["port"] = EMAIL_PORTS[email["security"]]
 
 
 SYSTEM_CONFIG_DIR = Path("/etc/reminderd")

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from .model import AlertKind, Status, Touch
+from .model import AlertKind, Status, Touch, TouchState
 from .timeparse import (
     Transition,
     YearlyRule,
@@ -48,9 +48,13 @@ def href_name(uid: str) -> str:
 
 
 def wants_event(touch: Touch) -> bool:
-    """Open commitments keep every touch; done or cancelled keep only the first,
-    without alarms, so the history stays visible but nothing alerts."""
-    return touch.commitment.active or touch.index == 0
+    """Every touch `model.touches` keeps has an event, except skipped ones.
+
+    A done or cancelled commitment keeps its touches up to the one marked
+    done, without alarms, so the history stays visible but nothing alerts;
+    a skipped touch (deleted on the phone, or SKIP) is not written again.
+    """
+    return touch.state is not TouchState.SKIPPED
 
 
 def content_hash(touch: Touch) -> str:
@@ -76,6 +80,7 @@ def content_hash(touch: Touch) -> str:
         tuple(format_offset(a) for a in c.alarms),
         c.tags,
         c.status.value,
+        touch.state.value,
     )
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
@@ -83,7 +88,7 @@ def content_hash(touch: Touch) -> str:
 def summary_line(touch: Touch) -> str:
     c = touch.commitment
     title = c.title if touch.index == 0 else f"{c.title} (follow-up {touch.index})"
-    if c.status is Status.DONE:
+    if c.status is Status.DONE or touch.state is TouchState.DONE:
         return f"Done: {title}"
     return title
 
@@ -226,7 +231,7 @@ def render(touch: Touch, stamp: datetime | None = None) -> bytes:
     event.add("transp", "OPAQUE")
     event.add(OWNER_PROP, touch.key)
     event.add(HASH_PROP, content_hash(touch))
-    if c.active:
+    if touch.alerting:
         when = touch.start.strftime("%H:%M")
         for offset in c.alarms:
             alarm = icalendar.Alarm()

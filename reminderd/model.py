@@ -27,6 +27,15 @@ class Status(enum.Enum):
 class AlertKind(enum.Enum):
     ALARM = "alarm"
     SMS = "sms"
+    EMAIL = "email"
+
+
+class TouchState(enum.Enum):
+    """What became of one touch through an outcome (`reminderd.outcomes`)."""
+
+    OPEN = "open"
+    DONE = "done"  # kept in the calendar as "Done: ...", nothing alerts
+    SKIPPED = "skipped"  # no event, nothing alerts; the cadence goes on
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +65,22 @@ class Contact:
 
 @dataclass(frozen=True, slots=True)
 class FollowUp:
-    """One step of the cadence: `after` the previous touch, same local time."""
+    """One step of the cadence: `after` the previous touch, same local time,
+    or `at` a fixed time (a moved follow-up, or one added by a `next` outcome)."""
 
-    after: timedelta
+    after: timedelta | None
     purpose: str | None = None
+    at: datetime | None = None  # aware; wins over `after`
+
+
+@dataclass(frozen=True, slots=True)
+class TouchChange:
+    """What outcomes made of one touch, laid over the file by `reminderd.outcomes`."""
+
+    index: int
+    start: datetime | None = None  # moved here (aware)
+    state: TouchState = TouchState.OPEN
+    snoozes: tuple[datetime, ...] = ()  # one extra SMS reminder at each of these instants
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +103,8 @@ class Commitment:
     status: Status = Status.OPEN
     tags: tuple[str, ...] = ()
     source: SourceRef = SourceRef("-", 0)
+    email: tuple[timedelta, ...] = ()  # email alert offsets, like `sms`
+    changes: tuple[TouchChange, ...] = ()  # outcomes' overlay; empty as parsed from a file
 
     @property
     def zone_name(self) -> str:
@@ -108,6 +131,13 @@ class Touch:
     index: int
     start: datetime
     purpose: str | None
+    state: TouchState = TouchState.OPEN
+    snoozes: tuple[datetime, ...] = ()
+
+    @property
+    def alerting(self) -> bool:
+        """Whether this touch still reminds anyone: an open touch of an open commitment."""
+        return self.commitment.active and self.state is TouchState.OPEN
 
     @property
     def key(self) -> str:
@@ -127,10 +157,12 @@ class Touch:
         hour before, also across a DST change.
         """
         c = self.commitment
-        if not c.active:
+        if not self.alerting:
             return ()
         items = [Alert(AlertKind.ALARM, off, apply_offset(self.start, off)) for off in c.alarms]
         items += [Alert(AlertKind.SMS, off, apply_offset(self.start, off)) for off in c.sms]
+        items += [Alert(AlertKind.EMAIL, off, apply_offset(self.start, off)) for off in c.email]
+        items += [Alert(AlertKind.SMS, at - self.start, at) for at in self.snoozes]
         return tuple(sorted(items, key=lambda a: (a.at.astimezone(UTC), a.kind.value)))
 
 
@@ -141,21 +173,42 @@ def touches(commitment: Commitment) -> tuple[Touch, ...]:
     read like an alarm offset, see `apply_offset`). With
     `skip_weekends`, a follow-up landing on Saturday or Sunday moves to the
     Monday after, and the next one counts from there. The first touch is the
-    user's own `when` and is never moved.
+    user's own `when` and is never moved by the cadence.
+
+    Outcomes (`commitment.changes`) move a touch (the ones after it count
+    from its new time), mark it done or skipped, or add snoozes. A done or
+    cancelled commitment keeps its touches up to the last one marked done
+    (the first, when none is), and nothing after.
     """
-    result = [Touch(commitment, 0, commitment.start, commitment.purpose)]
-    previous = commitment.start
-    for index, step in enumerate(commitment.follow_ups, start=1):
-        start = apply_offset(previous, step.after)
-        if commitment.skip_weekends and start.weekday() >= 5:
-            start = apply_offset(start, next_weekday(start.date()) - start.date())
-        result.append(Touch(commitment, index, start, step.purpose or commitment.purpose))
+    c = commitment
+    changes = {ch.index: ch for ch in c.changes}
+    result: list[Touch] = []
+    previous = c.start
+    steps = ((None, c.purpose), *((f, f.purpose or c.purpose) for f in c.follow_ups))
+    for index, (step, purpose) in enumerate(steps):
+        if step is None:
+            start = c.start
+        elif step.at is not None:
+            start = step.at
+        else:
+            start = apply_offset(previous, step.after or timedelta(0))
+            if c.skip_weekends and start.weekday() >= 5:
+                start = apply_offset(start, next_weekday(start.date()) - start.date())
+        change = changes.get(index)
+        if change is None:
+            result.append(Touch(c, index, start, purpose))
+        else:
+            start = change.start or start
+            result.append(Touch(c, index, start, purpose, change.state, change.snoozes))
         previous = start
+    if not c.active:
+        done = [t.index for t in result if t.state is TouchState.DONE]
+        result = result[: (max(done) if done else 0) + 1]
     return tuple(result)
 
 
 def upcoming(commitments: Iterable[Commitment], since: datetime, until: datetime) -> list[Touch]:
-    """Touches of open commitments starting in [since, until), in time order."""
+    """Open touches of open commitments starting in [since, until), in time order."""
     # in UTC: two times in the same zone compare by wall clock, wrong inside a DST fold
     low, high = since.astimezone(UTC), until.astimezone(UTC)
     found = [
@@ -163,7 +216,7 @@ def upcoming(commitments: Iterable[Commitment], since: datetime, until: datetime
         for c in commitments
         if c.active
         for t in touches(c)
-        if low <= t.start.astimezone(UTC) < high
+        if t.state is TouchState.OPEN and low <= t.start.astimezone(UTC) < high
     ]
     found.sort(key=lambda t: (t.start.astimezone(UTC), t.key))
     return found

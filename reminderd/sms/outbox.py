@@ -80,8 +80,13 @@ def _row(r: tuple[Any, ...]) -> Row:
 
 
 class Outbox:
-    def __init__(self, db: StateStore) -> None:
+    """One channel's sends: `sms_outbox`, or `email_outbox` (same columns, same rules)."""
+
+    def __init__(self, db: StateStore, table: str = "sms_outbox") -> None:
+        if table not in ("sms_outbox", "email_outbox"):
+            raise ValueError(f"no outbox table {table!r}")
         self.db = db
+        self.table = table
 
     # -- planning
 
@@ -95,7 +100,7 @@ class Outbox:
             existing = {
                 r[0]: (r[1], r[2], r[3])
                 for r in db.execute(
-                    "SELECT key, status, send_at, payload FROM sms_outbox WHERE kind = ?", (kind,)
+                    f"SELECT key, status, send_at, payload FROM {self.table} WHERE kind = ?", (kind,)
                 ).fetchall()
             }
             for key, send in planned.items():
@@ -106,7 +111,7 @@ class Outbox:
                     continue
                 if row is None:
                     db.execute(
-                        f"INSERT INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
+                        f"INSERT INTO {self.table} ({_COLUMNS}, updated_at) VALUES "
                         "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?)",
                         (
                             key,
@@ -122,7 +127,7 @@ class Outbox:
                     counts["added"] += 1
                 elif row[0] == "cancelled":
                     db.execute(
-                        "UPDATE sms_outbox SET status = 'pending', send_at = ?, next_try = ?, "
+                        f"UPDATE {self.table} SET status = 'pending', send_at = ?, next_try = ?, "
                         "deadline = ?, payload = ?, updated_at = ? WHERE key = ?",
                         (
                             iso(send.send_at),
@@ -138,7 +143,7 @@ class Outbox:
                     # A retry already set later stays later
                     # (CASE: SQLite's two-argument MAX is not portable).
                     db.execute(
-                        "UPDATE sms_outbox SET send_at = ?, "
+                        f"UPDATE {self.table} SET send_at = ?, "
                         "next_try = CASE WHEN next_try > ? THEN next_try ELSE ? END, deadline = ?, "
                         "payload = ?, updated_at = ? WHERE key = ?",
                         (
@@ -155,7 +160,7 @@ class Outbox:
             gone = [k for k, row in existing.items() if row[0] == "pending" and k not in planned]
             for key in gone:
                 db.execute(
-                    "UPDATE sms_outbox SET status = 'cancelled', updated_at = ? WHERE key = ?",
+                    f"UPDATE {self.table} SET status = 'cancelled', updated_at = ? WHERE key = ?",
                     (stamp, key),
                 )
             counts["cancelled"] = len(gone)
@@ -173,7 +178,7 @@ class Outbox:
         """Insert one send (digest, test) unless the key exists; True if added."""
         with self.db.transaction() as db:
             cur = db.execute(
-                f"INSERT INTO sms_outbox ({_COLUMNS}, updated_at) VALUES "
+                f"INSERT INTO {self.table} ({_COLUMNS}, updated_at) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?) "
                 "ON CONFLICT DO NOTHING",
                 (
@@ -203,20 +208,20 @@ class Outbox:
 
     def due(self, now: datetime, limit: int = 1000) -> list[Row]:
         rows = self.db.query(
-            f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'pending' AND next_try <= ? "
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE status = 'pending' AND next_try <= ? "
             "ORDER BY next_try LIMIT ?",
             (iso(now), limit),
         )
         return [_row(r) for r in rows]
 
     def next_time(self) -> datetime | None:
-        rows = self.db.query("SELECT MIN(next_try) FROM sms_outbox WHERE status = 'pending'")
+        rows = self.db.query(f"SELECT MIN(next_try) FROM {self.table} WHERE status = 'pending'")
         return parse_iso(rows[0][0]) if rows and rows[0][0] else None
 
     def in_flight(self) -> list[Row]:
         return [
             _row(r)
-            for r in self.db.query(f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'sending'")
+            for r in self.db.query(f"SELECT {_COLUMNS} FROM {self.table} WHERE status = 'sending'")
         ]
 
     def recent(
@@ -226,7 +231,7 @@ class Outbox:
     ) -> list[Row]:
         marks = ",".join("?" for _ in statuses)
         rows = self.db.query(
-            f"SELECT {_COLUMNS} FROM sms_outbox WHERE status IN ({marks}) "
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE status IN ({marks}) "
             "ORDER BY updated_at DESC, key LIMIT ?",
             (*statuses, limit),
         )
@@ -234,14 +239,14 @@ class Outbox:
 
     def missed_since(self, since: datetime) -> list[Row]:
         rows = self.db.query(
-            f"SELECT {_COLUMNS} FROM sms_outbox WHERE status = 'missed' AND kind = 'backup' "
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE status = 'missed' AND kind = 'backup' "
             "AND updated_at >= ? ORDER BY due",
             (iso(since),),
         )
         return [_row(r) for r in rows]
 
     def counts(self) -> dict[str, int]:
-        return dict(self.db.query("SELECT status, COUNT(*) FROM sms_outbox GROUP BY status"))
+        return dict(self.db.query(f"SELECT status, COUNT(*) FROM {self.table} GROUP BY status"))
 
     # -- the state machine, one committed transaction per step
 
@@ -249,7 +254,7 @@ class Outbox:
         """pending -> sending, recording the exact body; False if someone else took it."""
         with self.db.transaction() as db:
             cur = db.execute(
-                "UPDATE sms_outbox SET status = 'sending', attempts = attempts + 1, "
+                f"UPDATE {self.table} SET status = 'sending', attempts = attempts + 1, "
                 "started_at = ?, body = ?, updated_at = ? WHERE key = ? AND status = 'pending'",
                 (iso(now), body, iso(now), key),
             )
@@ -258,7 +263,7 @@ class Outbox:
     def _set(self, key: str, now: datetime, sql: str, *params: Any) -> None:
         with self.db.transaction() as db:
             db.execute(
-                f"UPDATE sms_outbox SET {sql}, updated_at = ? WHERE key = ?",
+                f"UPDATE {self.table} SET {sql}, updated_at = ? WHERE key = ?",
                 (*params, iso(now), key),
             )
 

@@ -74,9 +74,11 @@ def planned_sends(
     """Every SMS backup of every open commitment's touches."""
     found: dict[str, PlannedSend] = {}
     for c in commitments:
-        if not c.active or not c.sms:
+        if not c.active:
             continue
         for t in touches(c):
+            if not t.alerting or not (c.sms or t.snoozes):
+                continue
             payload = {
                 "touch": t.key,
                 "title": c.title,
@@ -87,10 +89,11 @@ def planned_sends(
                 "why": t.purpose,
                 "bring": ", ".join(c.bring) or None,
             }
-            for offset in c.sms:
-                due = apply_offset(t.start, offset).astimezone(
-                    UTC
-                )  # as the alarms: days keep local time
+            # a snooze is an instant, not an offset: no local-day arithmetic across DST
+            dues = [(o, apply_offset(t.start, o)) for o in c.sms]
+            dues += [(at - t.start, at) for at in t.snoozes]
+            for offset, at in dues:
+                due = at.astimezone(UTC)
                 send_at = quiet_adjust(due, t.start, quiet, zone)
                 key = send_key(t.key, offset, t.start)
                 found[key] = PlannedSend(

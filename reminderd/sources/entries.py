@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from ..didyoumean import closest, did_you_mean
 from ..errors import InvalidValue, Problem
@@ -39,14 +40,15 @@ ENTRY_KEYS = (
     "next_step",
     "alarms",
     "sms",
+    "email",
     "follow_ups",
     "skip_weekends",
     "status",
     "tags",
 )
 CONTACT_KEYS = ("name", "company", "phone", "email")
-FOLLOW_UP_KEYS = ("after", "purpose")
-DEFAULT_KEYS = ("duration", "alarms", "sms", "channel", "skip_weekends", "follow_ups")
+FOLLOW_UP_KEYS = ("after", "when", "purpose")
+DEFAULT_KEYS = ("duration", "alarms", "sms", "email", "channel", "skip_weekends", "follow_ups")
 ENUM_KEYS = ("channel", "status")  # the fields with fixed values, which `values:` may map onto
 
 MAX_CHARS: dict[str, int] = {
@@ -89,12 +91,13 @@ MAX_ITEMS: dict[str, int] = {
     "tags": 50,
     "alarms": 50,
     "sms": 50,
+    "email": 50,
     "follow_ups": 100,
 }
 """Most items in one list field: 50 alarms already ring every few minutes for hours."""
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$")
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,7 @@ class Defaults:
         timedelta(minutes=-10),
     )
     sms: tuple[timedelta, ...] = (timedelta(minutes=-30),)
+    email: tuple[timedelta, ...] = ()  # email alerts are opt-in: they need an `email:` config
     channel: str = "call"
     skip_weekends: bool = False
     follow_ups: tuple[FollowUp, ...] = ()
@@ -244,7 +248,11 @@ class FileContext:
             self.problem(node.line, f"{key} {exc}")
             return None
 
-    def follow_ups(self, node: Node | None) -> tuple[FollowUp, ...] | None:
+    def follow_ups(
+        self, node: Node | None, zone: ZoneInfo | None = None
+    ) -> tuple[FollowUp, ...] | None:
+        """The cadence: each step `after` the previous touch, or at a fixed `when`
+        (in `zone`, the entry's; `defaults` have none, so only `after` there)."""
         if node is None:
             return None
         if not isinstance(node, Seq):
@@ -270,14 +278,24 @@ class FileContext:
                 )
                 continue
             self.check_keys(item, FOLLOW_UP_KEYS, "a follow-up")
-            if item.get("after") is None:
-                self.problem(item.line, "follow-up has no 'after' (e.g. after: 2d)")
+            after_node, when_node = item.get("after"), item.get("when")
+            purpose = self.text(item.get("purpose"), "purpose")
+            if when_node is not None:
+                if zone is None:
+                    self.problem(
+                        when_node.line, "a default follow-up has no fixed 'when'; use 'after'"
+                    )
+                    continue
+                at = self.parsed(when_node, "when", lambda s: parse_when(s, zone, self.date_format))
+                if at is not None:  # `after`, if also given, is kept only as a note
+                    steps.append(FollowUp(None, purpose, at))
                 continue
-            after = self.parsed(
-                item.get("after"), "after", lambda s: parse_duration(s, what="after")
-            )
+            if after_node is None:
+                self.problem(item.line, "follow-up has no 'after' (e.g. after: 2d) or 'when'")
+                continue
+            after = self.parsed(after_node, "after", lambda s: parse_duration(s, what="after"))
             if after is not None:
-                steps.append(FollowUp(after, self.text(item.get("purpose"), "purpose")))
+                steps.append(FollowUp(after, purpose))
         return tuple(steps)
 
     def defaults_from(self, node: Node | None, base: Defaults) -> Defaults:
@@ -292,6 +310,7 @@ class FileContext:
         duration = self.parsed(node.get("duration"), "duration", parse_duration)
         alarms = self.offsets(node.get("alarms"), "alarms")
         sms = self.offsets(node.get("sms"), "sms")
+        email = self.offsets(node.get("email"), "email")
         channel = self.choice(node.get("channel"), "channel", CHANNELS)
         skip = self.flag(node.get("skip_weekends"), "skip_weekends")
         follow = self.follow_ups(node.get("follow_ups"))
@@ -299,6 +318,7 @@ class FileContext:
             ("duration", duration),
             ("alarms", alarms),
             ("sms", sms),
+            ("email", email),
             ("channel", channel),
             ("skip_weekends", skip),
             ("follow_ups", follow),
@@ -345,7 +365,8 @@ class FileContext:
         status = self.choice(get("status"), "status", tuple(s.value for s in Status)) or "open"
         alarms = self.offsets(get("alarms"), "alarms")
         sms = self.offsets(get("sms"), "sms")
-        follow = self.follow_ups(get("follow_ups"))
+        email = self.offsets(get("email"), "email")
+        follow = self.follow_ups(get("follow_ups"), zone)
         skip = self.flag(get("skip_weekends"), "skip_weekends")
         purpose = self.text(get("purpose"), "purpose")
         next_step = self.text(get("next_step"), "next_step")
@@ -377,6 +398,7 @@ class FileContext:
             next_step=next_step,
             alarms=d.alarms if alarms is None else alarms,
             sms=d.sms if sms is None else sms,
+            email=d.email if email is None else email,
             follow_ups=d.follow_ups if follow is None else follow,
             skip_weekends=d.skip_weekends if skip is None else skip,
             status=Status(status),
@@ -399,7 +421,7 @@ class FileContext:
         phone = self.parsed(node.get("phone"), "phone", lambda s: normalise(s, self.phone_region))
         email_node = node.get("email")
         email = self.text(email_node, "email")
-        if email_node is not None and email is not None and not _EMAIL_RE.match(email):
+        if email_node is not None and email is not None and not EMAIL_ADDRESS.match(email):
             self.problem(email_node.line, f"email '{email}' is not an e-mail address")
         return (
             None

@@ -27,12 +27,18 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
-    """One event written to a calendar: where it is, its last known ETag, its content hash."""
+    """One event written to a calendar: where it is, its last known ETag, its content hash.
+
+    `served` is `ical.served_hash` of what the server held when we last
+    looked: a new ETag over the same `served` hash is the server's own
+    rewrite (DTSTAMP, SEQUENCE...), not a person's edit.
+    """
 
     uid: str
     href: str
     etag: str | None
     hash: str
+    served: str | None = None
 
 
 class Cursor(Protocol):

@@ -73,4 +73,56 @@ STEPS: tuple[Step, ...] = (
     ),
 )
 
+STEPS += (
+    Step(
+        3,
+        "two-way: outcomes, inbound replies, SMS references; email alerts' own outbox",
+        (
+            """CREATE TABLE IF NOT EXISTS outcomes (
+    id         TEXT PRIMARY KEY,   -- random; order is (at, id)
+    commitment TEXT NOT NULL,
+    touch      INTEGER NOT NULL,   -- the touch's index (0: the first)
+    kind       TEXT NOT NULL,      -- done | move | snooze | next | skip
+    source     TEXT NOT NULL,      -- sms | calendar | cli
+    at         TEXT NOT NULL,      -- UTC ISO: when it was recorded
+    note       TEXT,
+    start      TEXT,               -- ISO with offset: move/next's new time, snooze's reminder
+    purpose    TEXT,               -- next: the new touch's purpose
+    base       TEXT NOT NULL,      -- the commitment's content hash when it was recorded
+    written    TEXT                -- NULL: not written into the file (yet); else what happened
+)""",
+            "CREATE INDEX IF NOT EXISTS outcomes_commitment ON outcomes (commitment, at)",
+            """CREATE TABLE IF NOT EXISTS inbound (
+    sid      TEXT PRIMARY KEY,     -- the provider's message id: each is acted on once
+    received TEXT NOT NULL,        -- UTC ISO
+    result   TEXT NOT NULL         -- what reminderd made of it (for `log`)
+)""",
+            """CREATE TABLE IF NOT EXISTS sms_refs (
+    ref   TEXT PRIMARY KEY,        -- the ` #k3` a backup SMS ends with
+    touch TEXT NOT NULL UNIQUE     -- commitment#index
+)""",
+            "ALTER TABLE calendar_events ADD COLUMN served TEXT",
+            """CREATE TABLE IF NOT EXISTS email_outbox (
+    key        TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    due        TEXT NOT NULL,
+    send_at    TEXT NOT NULL,
+    next_try   TEXT NOT NULL,
+    deadline   TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    ambiguous  INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT,
+    sid        TEXT,
+    error      TEXT,
+    body       TEXT,
+    updated_at TEXT NOT NULL
+)""",
+            "CREATE INDEX IF NOT EXISTS email_outbox_next ON email_outbox (status, next_try)",
+            "CREATE INDEX IF NOT EXISTS email_outbox_kind ON email_outbox (kind, status)",
+        ),
+    ),
+)
+
 LATEST = STEPS[-1].version

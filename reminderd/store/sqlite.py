@@ -205,18 +205,19 @@ class StateDB:
 
     def events(self, calendar: str) -> dict[str, EventRow]:
         rows = self.query(
-            "SELECT uid, href, etag, hash FROM calendar_events WHERE calendar = ?", (calendar,)
+            "SELECT uid, href, etag, hash, served FROM calendar_events WHERE calendar = ?",
+            (calendar,),
         )
         return {r[0]: EventRow(*r) for r in rows}
 
     def put_event(self, calendar: str, row: EventRow) -> None:
         with self.transaction() as tx:
             tx.execute(
-                "INSERT INTO calendar_events (calendar, uid, href, etag, hash) "
-                "VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (calendar, uid) DO UPDATE SET "
-                "href = excluded.href, etag = excluded.etag, hash = excluded.hash",
-                (calendar, row.uid, row.href, row.etag, row.hash),
+                "INSERT INTO calendar_events (calendar, uid, href, etag, hash, served) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (calendar, uid) DO UPDATE SET href = excluded.href, "
+                "etag = excluded.etag, hash = excluded.hash, served = excluded.served",
+                (calendar, row.uid, row.href, row.etag, row.hash, row.served),
             )
 
     def forget_event(self, calendar: str, uid: str) -> None:
