@@ -100,7 +100,8 @@ class Outbox:
             existing = {
                 r[0]: (r[1], r[2], r[3])
                 for r in db.execute(
-                    f"SELECT key, status, send_at, payload FROM {self.table} WHERE kind = ?", (kind,)
+                    f"SELECT key, status, send_at, payload FROM {self.table} WHERE kind = ?",
+                    (kind,),
                 ).fetchall()
             }
             for key, send in planned.items():
