@@ -210,15 +210,19 @@ def _vtimezone_for(zone: ZoneInfo, instants: list[datetime]) -> icalendar.Timezo
     return _vtimezone(zone, from_year, last.year if rules is None else 0)
 
 
-def render(touch: Touch, stamp: datetime | None = None) -> bytes:
+def render(touch: Touch, stamp: datetime | None = None, method: str | None = None) -> bytes:
     """The VCALENDAR for one touch.
 
     VTIMEZONE (unless in UTC), VEVENT, one VALARM per alarm offset.
+    `method` (`PUBLISH`) is for a copy sent as an attachment, never for
+    what is stored on a CalDAV server (RFC 4791 forbids METHOD there).
     """
     c = touch.commitment
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
+    if method:
+        cal.add("method", method)
     event = icalendar.Event()
     event.add("uid", uid_for(touch.key))
     event.add("dtstamp", (stamp or datetime.now(UTC)).replace(microsecond=0))

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import MissingInputError, MissingInputs, Problem
 from ..model import Commitment
 from .csvfile import commitments_from_csv
 from .entries import FileContext
-from .files import read_text
+from .files import read_text, text_digest
 from .yamlfile import commitments_from_yaml
 
 if TYPE_CHECKING:
@@ -24,9 +24,10 @@ class Loaded:
     commitments: tuple[Commitment, ...]
     problems: tuple[Problem, ...]
     files: int
+    digests: dict[str, str] = field(default_factory=dict)  # path -> text_digest as parsed
 
 
-FileCache = dict[str, tuple[tuple[object, ...], list[Commitment], list[Problem]]]
+FileCache = dict[str, tuple[tuple[object, ...], list[Commitment], list[Problem], str]]
 
 
 def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
@@ -42,19 +43,21 @@ def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
     commitments: list[Commitment] = []
     problems: list[Problem] = []
     missing: list[str] = []
+    digests: dict[str, str] = {}
     for spec in config.sources:
         stamp = _stamp(config, spec)
         hit = cache.get(str(spec.path)) if cache is not None else None
         if hit is not None and stamp is not None and hit[0] == stamp:
-            found, file_problems = hit[1], hit[2]
+            found, file_problems, digest = hit[1], hit[2], hit[3]
         else:
             try:
-                found, file_problems = _load_file(config, spec)
+                found, file_problems, digest = _load_file(config, spec)
             except MissingInputError as exc:
                 missing.append(str(exc))
                 continue
             if cache is not None and stamp is not None:
-                cache[str(spec.path)] = (stamp, found, file_problems)  # one entry per file
+                cache[str(spec.path)] = (stamp, found, file_problems, digest)  # one per file
+        digests[str(spec.path)] = digest
         problems += file_problems
         commitments += found
     if missing:
@@ -64,6 +67,7 @@ def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
         tuple(commitments),
         tuple(in_line_order(problems, [s.shown for s in config.sources])),
         len(config.sources),
+        digests,
     )
 
 
@@ -76,7 +80,7 @@ def in_line_order(problems: list[Problem], paths: list[str]) -> list[Problem]:
     return sorted(problems, key=lambda p: (rank.get(p.path, len(rank)), p.line))
 
 
-def _load_file(config: Config, spec: SourceSpec) -> tuple[list[Commitment], list[Problem]]:
+def _load_file(config: Config, spec: SourceSpec) -> tuple[list[Commitment], list[Problem], str]:
     ctx = FileContext(
         spec.shown,
         spec.timezone or config.timezone,
@@ -86,13 +90,13 @@ def _load_file(config: Config, spec: SourceSpec) -> tuple[list[Commitment], list
     )
     text, problem = read_text(str(spec.path), spec.shown, spec.encoding)
     if problem is not None:
-        return [], [problem]
+        return [], [problem], ""
     assert text is not None
     if spec.kind == "csv":
         found = commitments_from_csv(text, ctx, spec.columns, spec.delimiter, spec.values)
     else:
         found = commitments_from_yaml(text, ctx)
-    return found, ctx.problems
+    return found, ctx.problems, text_digest(text)
 
 
 def _stamp(config: Config, spec: SourceSpec) -> tuple[object, ...] | None:

@@ -5,6 +5,7 @@ Regular files only, a size limit, the BOM, and encoding errors with their line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -105,3 +106,8 @@ def line_of(data: bytes | str, index: int) -> int:
     """1-based line of `index`, counting CRLF, LF and lone CR (old Mac CSV) as line ends."""
     pattern = _NEWLINE_B if isinstance(data, bytes) else _NEWLINE_S
     return len(pattern.findall(data, 0, index)) + 1  # type: ignore[arg-type]
+
+
+def text_digest(text: str) -> str:
+    """The one hash of a file's content as parsed: what a write-back checks is unchanged."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
