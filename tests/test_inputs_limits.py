@@ -52,7 +52,8 @@ def test_the_table_covers_every_text_field() -> None:
     assert set(ENTRY_KEYS) | set(CONTACT_KEYS) | set(FOLLOW_UP_KEYS) | set(CSV_COLUMNS) <= set(
         MAX_CHARS
     )
-    assert set(LIST_KEYS) | {"follow_ups"} == set(MAX_ITEMS)
+    # `email` is both the contact's address (MAX_CHARS) and the list of email alert offsets
+    assert set(LIST_KEYS) | {"follow_ups", "email"} == set(MAX_ITEMS)
 
 
 @pytest.mark.parametrize("key", sorted(MAX_CHARS))
@@ -79,7 +80,7 @@ def test_at_the_limit_length_is_no_error(
 @pytest.mark.parametrize("key", sorted(MAX_ITEMS))
 def test_one_item_too_many(key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     limit = MAX_ITEMS[key]
-    item = "2d" if key == "follow_ups" else "-1m" if key in ("alarms", "sms") else "x"
+    item = "2d" if key == "follow_ups" else "-1m" if key in ("alarms", "sms", "email") else "x"
     text = (
         "commitments:\n  - title: Call Alex\n    when: 2026-11-30 10:00\n"
         f"    {key}: [{', '.join([item] * (limit + 1))}]\n"

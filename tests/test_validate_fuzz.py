@@ -372,6 +372,7 @@ GOOD_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "status": st.sampled_from(["open", "done", "cancelled"]),
     "alarms": st.lists(good_offsets, max_size=4),
     "sms": st.lists(good_offsets, max_size=2),
+    "email": st.lists(good_offsets, max_size=2),
     "skip_weekends": st.sampled_from(["true", "false"]),
     "purpose": good_text,
     "next_step": good_text,
@@ -795,7 +796,7 @@ OPTION_VALUES = st.one_of(
 def configs(draw: st.DrawFn) -> str:
     config: dict[Any, Any] = {}
     for key in draw(st.lists(_keys(TOP_KEYS), max_size=5, unique=True)):
-        if key in ("calendar", "sms"):
+        if key in ("calendar", "sms", "email", "outcomes"):
             names = [o.name for o in SPEC if o.section == key]
             names += [
                 f"{o.name}_{way}"
