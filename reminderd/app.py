@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -11,8 +12,12 @@ from .calendar import forget_calendar, open_calendar
 from .calendar.dav import CalendarMissing, RequestFailed
 from .clock import Clock, system_clock
 from .config import Config
+from .errors import StateError
 from .ical import wants_event
 from .model import Commitment, touches
+from .outcomes import log as outcome_log
+from .outcomes.apply import CalendarEdits
+from .outcomes.overlay import overlay
 from .store.keys import META_LAST_SYNC
 from .store.protocol import StateStore
 from .store.sqlite import StateDB
@@ -30,6 +35,27 @@ def state_db(config: Config) -> StateDB:
     return StateDB(state_path(config))
 
 
+def with_outcomes(db: StateStore, parsed: tuple[Commitment, ...]) -> tuple[Commitment, ...]:
+    """The commitments as the files say them, with every recorded outcome laid over."""
+    return overlay(parsed, outcome_log.by_commitment(db))
+
+
+def read_with_outcomes(config: Config, parsed: tuple[Commitment, ...]) -> tuple[Commitment, ...]:
+    """`with_outcomes` for read-only commands: never creates or upgrades the state."""
+    path = state_path(config)
+    if not path.exists():
+        return parsed
+    try:
+        db = StateDB(path, readonly=True)
+    except StateError as exc:  # older than this reminderd: no outcomes in it yet
+        log.debug("outcomes not read: %s", exc)
+        return parsed
+    try:
+        return with_outcomes(db, parsed)
+    finally:
+        db.close()
+
+
 def sync_once(
     config: Config,
     db: StateStore,
@@ -40,12 +66,21 @@ def sync_once(
     progress: TextIO | None = sys.stderr,
     serve: bool = True,
     clock: Clock = system_clock,
+    parsed: tuple[Commitment, ...] | None = None,
+    on_outcome: Callable[[], None] = lambda: None,
 ) -> tuple[SyncResult, str]:
     """One reconcile; returns the result and the calendar URL.
 
-    A remembered calendar URL that vanished (404: deleted in a calendar app)
-    is forgotten and discovered again, once.
+    `commitments` have the outcomes laid over; `parsed` are the files' own.
+    With `parsed` and `calendar.server_edits: adopt`, a person's moves and
+    deletions on the calendar become outcomes (`on_outcome` is told), and
+    the calendar is then synced once more with them, so a moved event is
+    rewritten whole at its new time. A remembered calendar URL that vanished
+    (404: deleted in a calendar app) is forgotten and discovered again, once.
     """
+    edits = None
+    if parsed is not None and config.calendar.server_edits == "adopt" and not dry_run:
+        edits = CalendarEdits(db, {c.id: c for c in parsed}, clock, on_outcome)
     for attempt in (1, 2):
         try:
             with open_calendar(config, db, serve=serve, create=not dry_run) as cal:
@@ -57,7 +92,20 @@ def sync_once(
                     force=force,
                     connections=config.calendar.connections,
                     progress=progress,
+                    edits=edits,
                 )
+                if edits is not None and edits.count and parsed is not None:
+                    again = sync_calendar(
+                        cal,
+                        db,
+                        with_outcomes(db, parsed),
+                        force=force,
+                        connections=config.calendar.connections,
+                        progress=progress,
+                    )
+                    result.updated += again.updated
+                    result.deleted += again.deleted
+                    result.errors += again.errors
                 url = cal.url
             break
         except CalendarMissing as exc:  # only in a dry run: say what the real one would do

@@ -57,10 +57,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_agenda(args: argparse.Namespace) -> int:
     from .agenda import alerts_as_planned, render_json, render_text, window
+    from .app import read_with_outcomes
 
     config, loaded = _load(args)
     now = args.clock()
-    items, after = window(loaded.commitments, now, args.days)
+    items, after = window(read_with_outcomes(config, loaded.commitments), now, args.days)
     alerts = alerts_as_planned(
         config.sms.quiet_hours if config.sms else None,
         get_zone(config.timezone),
@@ -105,6 +106,128 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not config.calendar.url:
         print(f"calendar: {url} (embedded; subscribe to it from a calendar app on this machine)")
     return 1 if result.errors else 0
+
+
+def cmd_outcome(args: argparse.Namespace) -> int:
+    """`done`, `move`, `snooze`, `next`: the same outcome path as an SMS reply or a
+    calendar edit. Beside a running daemon it holds the sync lock like `sync` (the two
+    never reconcile at once), then tells the daemon (SIGHUP) to lay it over and replan."""
+    import os
+    import signal
+
+    from .app import state_db, sync_once, with_outcomes
+    from .errors import OutcomeRefused
+    from .outcomes.apply import Request, confirmation, decide, record, write_back_pending
+    from .sources import load_sources
+    from .statelock import daemon_pid, sync_lock
+
+    config, loaded = _load(args)
+    ident, _, index = args.id.partition("#")
+    if index and not index.isdigit():
+        raise OutcomeRefused(f"'{args.id}': a touch is named ID#N, N a number (0 is the first)")
+    now = args.clock()
+    with sync_lock(config.state_dir, SYNC_WAIT, "waiting for the running daemon's sync to finish"):
+        db = state_db(config)
+        try:
+            parsed = {c.id: c for c in loaded.commitments}
+            effective = {c.id: c for c in with_outcomes(db, loaded.commitments)}
+            c = effective.get(ident)
+            start = None
+            if args.kind in ("move", "next") and c is not None:
+                start = _when(args.when, c.start.tzinfo, now)
+            snooze = None
+            if args.kind == "snooze":
+                from .timeparse import parse_duration
+
+                try:
+                    snooze = parse_duration(args.duration)
+                except ValueError as exc:
+                    raise OutcomeRefused(str(exc)) from None
+            request = Request(
+                ident,
+                args.kind,
+                "cli",
+                int(index) if index else None,
+                note=getattr(args, "note", None),
+                start=start,
+                snooze=snooze,
+                purpose=" ".join(args.text) if args.kind == "next" else None,
+            )
+            outcome, touch = decide(request, effective, parsed, now)
+            record(db, outcome)
+            print(confirmation(outcome, touch))
+            write_back_pending(config, db, parsed, dict(loaded.digests))  # logs what it did
+            pid = daemon_pid(config.state_dir)
+            fresh = load_sources(config)
+            if fresh.problems:  # cannot happen after our own write; never sync on a bad read
+                raise OutcomeRefused(str(fresh.problems[0]))
+            try:
+                result, _ = sync_once(
+                    config,
+                    db,
+                    with_outcomes(db, fresh.commitments),
+                    clock=args.clock,
+                    parsed=fresh.commitments,
+                )
+                print(f"calendar: {result.line()}")
+            except ReminderdError as exc:
+                print(
+                    f"calendar not updated now ({exc}); the outcome is recorded and the next "
+                    "sync applies it",
+                    file=sys.stderr,
+                )
+        finally:
+            db.close()
+    if pid and pid > 0:
+        os.kill(pid, signal.SIGHUP)  # the daemon replans its SMS with the outcome
+        print(f"told the running daemon (PID {pid})")
+    return 0
+
+
+def _when(text: str, zone, now):  # type: ignore[no-untyped-def]
+    """A `WHEN` as in the file (`2027-01-12 09:30`, ISO with offset) or as in a reply
+    (`15:00`, `tue 15:00`, `+2d`), in the commitment's zone."""
+    from .errors import InvalidValue, OutcomeRefused
+    from .replies.grammar import ReplyError, resolve_when
+    from .timeparse import parse_when
+
+    try:
+        return parse_when(text, zone)
+    except InvalidValue:
+        pass
+    try:
+        return resolve_when(text, now.astimezone(zone))
+    except ReplyError as exc:
+        raise OutcomeRefused(f"'{text}': {exc}") from None
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    """Read-only: the history of one commitment, or all."""
+    from .app import state_path
+    from .config import find_config, load_config
+    from .history import gather_history, render_history_json, render_history_text
+    from .sources import load_sources
+    from .store.sqlite import StateDB
+
+    config = load_config(find_config(args.config))
+    loaded = load_sources(config)
+    path = state_path(config)
+    db = StateDB(path, readonly=True) if path.exists() else None
+    try:
+        items = gather_history(db, loaded.commitments, args.id)
+    finally:
+        if db is not None:
+            db.close()
+    if args.id and not items:
+        from .errors import OutcomeRefused
+
+        raise OutcomeRefused(f"no commitment with id '{args.id}' in the files or the state")
+    if args.json:
+        json.dump(render_history_json(items), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_history_text(items))
+    return 0
 
 
 def cmd_test_sms(args: argparse.Namespace) -> int:
@@ -176,6 +299,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             get_zone(config.timezone),
             "off" if config.sms is None else config.sms.provider,
             mask(config.sms.to) if config.sms and config.sms.to else None,
+            config.sms.reply_mode if config.sms else "off",
         )
     finally:
         if db is not None:
@@ -273,6 +397,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="replace files that already exist")
     p.set_defaults(func=cmd_init)
+    p = sub.add_parser("done", parents=[common], help="mark a commitment done: no more alerts")
+    p.add_argument("id", metavar="ID[#N]")
+    p.add_argument("--note", help="what came of it, kept in the log")
+    p.set_defaults(func=cmd_outcome, kind="done")
+    p = sub.add_parser("move", parents=[common], help="move one touch (default: the next one)")
+    p.add_argument("id", metavar="ID[#N]")
+    p.add_argument("when", metavar="WHEN", help="'2027-01-12 09:30', 'tue 15:00', '15:00', '+2d'")
+    p.set_defaults(func=cmd_outcome, kind="move")
+    p = sub.add_parser("snooze", parents=[common], help="one extra SMS reminder after DURATION")
+    p.add_argument("id", metavar="ID[#N]")
+    p.add_argument("duration", metavar="DURATION", help="e.g. 30m, 2h")
+    p.set_defaults(func=cmd_outcome, kind="snooze")
+    p = sub.add_parser("next", parents=[common], help="this touch is done; a new one at WHEN")
+    p.add_argument("id", metavar="ID[#N]")
+    p.add_argument("when", metavar="WHEN")
+    p.add_argument("text", metavar="TEXT", nargs="+", help="the next step's purpose")
+    p.set_defaults(func=cmd_outcome, kind="next")
+    p = sub.add_parser(
+        "log", parents=[common], help="history: touches, alerts sent, outcomes and their source"
+    )
+    p.add_argument("id", metavar="ID", nargs="?")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_log)
     return parser
 
 

@@ -147,3 +147,9 @@ class AuthFailed(ReminderdError):
     """The server refused our credentials: a config problem, not an outage."""
 
     exit_code = EX_CONFIG
+
+
+class OutcomeRefused(ReminderdError):
+    """An outcome that names no known commitment or touch, or cannot apply (exit 65)."""
+
+    exit_code = EX_DATAERR

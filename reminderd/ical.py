@@ -292,3 +292,44 @@ def _ownership_parsed(data: bytes) -> tuple[str, str | None] | None:
             found = event.get(HASH_PROP)
             return str(key), str(found) if found else None
     return None
+
+
+SERVER_REWRITES = frozenset({b"DTSTAMP", b"LAST-MODIFIED", b"CREATED", b"PRODID", b"SEQUENCE"})
+"""Properties servers rewrite on their own; a person's edit is anything else."""
+
+
+def served_hash(data: bytes) -> str:
+    """Hash of an object as the server holds it, blind to what servers rewrite.
+
+    Like vdirsyncer's item hash: unfold, drop the properties in
+    `SERVER_REWRITES`, and sort the lines, so a server that re-serialises in
+    another order or bumps DTSTAMP on its own leaves the hash as it was.
+    """
+    lines = [
+        line.strip()
+        for line in _UNFOLD.sub(b"", data).replace(b"\r\n", b"\n").split(b"\n")
+        if line.strip()
+    ]
+    kept = sorted(
+        line
+        for line in lines
+        if re.split(rb"[;:]", line, maxsplit=1)[0].upper() not in SERVER_REWRITES
+    )
+    return hashlib.blake2b(b"\n".join(kept), digest_size=16).hexdigest()
+
+
+def event_start(data: bytes, zone: ZoneInfo) -> datetime | None:
+    """The DTSTART of the one VEVENT in `data` as an aware time (floating times read
+    in `zone`), or None when there is none or it is a whole day."""
+    try:
+        cal = icalendar.Calendar.from_ical(data)
+    except Exception:  # icalendar raises several types on garbage: no start to read
+        return None
+    for event in cal.walk("VEVENT"):
+        if "DTSTART" not in event:
+            return None
+        value = event.decoded("DTSTART")
+        if not isinstance(value, datetime):
+            return None
+        return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+    return None

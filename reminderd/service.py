@@ -47,6 +47,8 @@ from .watcher import FileWatcher
 
 if TYPE_CHECKING:
     from .calendar.embedded import EmbeddedServer
+    from .replies.service import ReplyPoller
+    from .replies.webhook import ReplyWebhook
     from .sms.scheduler import SmsScheduler
     from .store.sqlite import StateDB
     from .sync.engine import SyncResult
@@ -63,6 +65,7 @@ STOP_SYNC_WAIT = 10.0  # on SIGTERM, a sync in flight gets this long to finish i
 class _Loaded:
     config: Config
     commitments: tuple[Commitment, ...] | None  # None: no good load yet; never sync or replan on it
+    parsed: tuple[Commitment, ...] = ()  # as the files say them, before outcomes
 
 
 class Daemon:
@@ -79,11 +82,13 @@ class Daemon:
         self.watcher = FileWatcher(lambda: self.events.put("reload"))
         self.embedded: EmbeddedServer | None = None
         self.scheduler: SmsScheduler | None = None
+        self.replies: ReplyPoller | ReplyWebhook | None = None
         self._db: StateDB | None = None
         self.lock: DaemonLock | None = None
         self._db_inode = 0
         self._announced_url = ""
         self._files: FileCache = {}  # parsed files, re-read only when changed
+        self._digests: dict[str, str] = {}  # path -> content digest as last parsed
 
     # -- life cycle
 
@@ -100,7 +105,7 @@ class Daemon:
             self._install_signals()
             self._watch(config)  # before loading: fixing a broken file must be noticed too
             loaded = self._load(config)
-            self.current = _Loaded(config, loaded)
+            self.current = self._with_outcomes(config, loaded)
             if loaded is None:
                 log.error(
                     "starting without commitments: fix the errors above; until then the "
@@ -135,7 +140,7 @@ class Daemon:
             if event == "stop":
                 break
             self._check_state()
-            if event == "reload":
+            if event in ("reload", "outcomes"):
                 try:
                     self._reload()
                 except (
@@ -186,6 +191,7 @@ class Daemon:
                 log.warning("stopping: %s: %s", what, exc)
 
         step("file watcher", self.watcher.stop)
+        step("SMS replies", self._stop_replies)
         if self.scheduler is not None:
             step("SMS scheduler", self.scheduler.shutdown)
         worker_done = self.worker.stop(STOP_SYNC_WAIT) if self.worker is not None else True
@@ -211,6 +217,19 @@ class Daemon:
 
     # -- loading
 
+    def _with_outcomes(self, config: Config, parsed: tuple[Commitment, ...] | None) -> _Loaded:
+        """The files' commitments with every outcome laid over; first, outcomes not yet in
+        their YAML file are written into it (and that file read again)."""
+        if parsed is None:
+            return _Loaded(config, None)
+        from .app import with_outcomes
+        from .outcomes.apply import write_back_pending
+
+        written = write_back_pending(config, self.db, {c.id: c for c in parsed}, self._digests)
+        if any("written into the file" in line for line in written):
+            parsed = self._load(config) or parsed  # our own write: read it back, no loop
+        return _Loaded(config, with_outcomes(self.db, parsed), parsed)
+
     def _load(self, config: Config) -> tuple[Commitment, ...] | None:
         """Commitments, or None (problems logged with path:line) to keep the last good ones."""
         try:
@@ -233,6 +252,7 @@ class Daemon:
             )
             return None
         self._clear_error("input")
+        self._digests = dict(loaded.digests)
         log.info("loaded: %s", summary(loaded.commitments, loaded.files, config.sms is not None))
         return loaded.commitments
 
@@ -245,9 +265,12 @@ class Daemon:
             self._record_error("config", str(exc))
             return
         self._watch(config)  # the config may name other files; watch them even if broken
-        commitments = self._load(config)
-        if commitments is None:
+        parsed = self._load(config)
+        if parsed is None:
             return
+        fresh = self._with_outcomes(config, parsed)
+        commitments = fresh.commitments
+        assert commitments is not None
         old = self.current.config
         if (config.calendar.url, config.calendar.listen, config.state_dir) != (
             old.calendar.url,
@@ -274,7 +297,7 @@ class Daemon:
             self._clear_error("config")
         else:
             self._clear_error("config")
-        self.current = _Loaded(config, commitments)
+        self.current = _Loaded(config, commitments, fresh.parsed)
         self._sync_soon()
         log.info("reloaded: %d commitments", len(commitments))
         self.notifier.status(self._status_line())
@@ -312,11 +335,14 @@ class Daemon:
         if retrying:
             self.notifier.status("calendar unreachable, retrying")
 
-    def _work(self) -> tuple[Config, tuple[Commitment, ...]] | None:
+    def outcome(self) -> None:
+        self.events.put("outcomes")
+
+    def _work(self) -> tuple[Config, tuple[Commitment, ...], tuple[Commitment, ...]] | None:
         current = self.current
         if current is None or current.commitments is None:
             return None
-        return current.config, current.commitments
+        return current.config, current.commitments, current.parsed
 
     # -- SMS
 
@@ -352,6 +378,56 @@ class Daemon:
             scheduler.replan(self.current.commitments, started=False)
         self.scheduler = scheduler
         scheduler.start()
+        self._start_replies(config, scheduler)
+
+    def _start_replies(self, config: Config, scheduler: SmsScheduler) -> None:
+        """SMS replies as commands (`sms.replies`); a receiver that cannot start is logged,
+        and reminders go on without it."""
+        from .replies.handler import ReplyHandler, View
+        from .replies.service import start_replies
+        from .sms.providers import TwilioSender
+
+        sms = config.sms
+        assert sms is not None
+        if sms.reply_mode == "off" or not sms.to:
+            return
+
+        def view() -> View | None:
+            current = self.current
+            if current is None or current.commitments is None:
+                return None
+            return View({c.id: c for c in current.commitments}, {c.id: c for c in current.parsed})
+
+        sender = scheduler.dispatcher.sender
+        handler = ReplyHandler(
+            self.db,
+            sms.to,
+            get_zone(config.timezone),
+            self.clock,
+            view,
+            on_outcome=lambda: self.events.put("outcomes"),
+            on_reply=scheduler.rearm,
+        )
+        try:
+            self.replies = start_replies(
+                sms.reply_mode,
+                handler,
+                self.db,
+                list_since=sender.inbound if isinstance(sender, TwilioSender) else None,
+                interval=sms.reply_poll,
+                clock=self.clock,
+                listen=sms.webhook_listen,
+                public_url=sms.webhook_url,
+                auth_token=sms.auth_token.resolve() if sms.auth_token else None,
+            )
+        except ReminderdError as exc:
+            log.error("SMS replies are off: %s", exc)
+            self._record_error("replies", str(exc))
+
+    def _stop_replies(self) -> None:
+        if self.replies is not None:
+            self.replies.close()
+            self.replies = None
 
     def _restart_sms(self, config: Config) -> None:
         """New SMS settings (number, provider, quiet hours, digest...): a new scheduler.
@@ -360,6 +436,7 @@ class Daemon:
         stopped, so a setting that fails leaves the running SMS untouched.
         """
         new = self._make_scheduler(config) if config.sms is not None else None
+        self._stop_replies()
         if self.scheduler is not None:
             self.scheduler.shutdown()
             self.scheduler = None

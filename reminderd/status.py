@@ -33,17 +33,30 @@ class Status:
     next_sms: list[dict[str, Any]] = field(default_factory=list)
     sms_counts: dict[str, int] = field(default_factory=dict)
     recent_sends: list[dict[str, Any]] = field(default_factory=list)
+    replies: str = "off"  # sms.replies as it applies
+    last_reply: dict[str, Any] | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)  # recorded, not_in_file
 
 
 def gather(
-    state_dir: Path, db: StateStore | None, zone: ZoneInfo, sms: str, sms_to: str | None
+    state_dir: Path,
+    db: StateStore | None,
+    zone: ZoneInfo,
+    sms: str,
+    sms_to: str | None,
+    replies: str = "off",
 ) -> Status:
     """Read what the daemon and earlier commands recorded; `db` None: no state yet."""
     from .sms.outbox import Outbox
 
     pid = daemon_pid(state_dir)
     if db is None:
-        return Status(str(state_dir), False, pid, None, None, [], sms, sms_to)
+        return Status(str(state_dir), False, pid, None, None, [], sms, sms_to, replies=replies)
+    last_reply = db.query("SELECT received, result FROM inbound ORDER BY received DESC LIMIT 1")
+    (recorded, pending), *_ = db.query(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN written IS NULL THEN 1 ELSE 0 END), 0) "
+        "FROM outcomes"
+    )
     outbox = Outbox(db)
     daemon = db.get(META_DAEMON) or {}
     last = db.get(META_LAST_SYNC)
@@ -76,6 +89,13 @@ def gather(
             }
             for r in outbox.recent(10)
         ],
+        replies=replies,
+        last_reply=(
+            {"at": _local(last_reply[0][0], zone), "result": last_reply[0][1]}
+            if last_reply
+            else None
+        ),
+        outcomes={"recorded": int(recorded), "not_in_file_yet": int(pending)},
     )
 
 
@@ -102,6 +122,9 @@ def render_json(s: Status) -> dict[str, Any]:
         "next_sms": s.next_sms,
         "sms_counts": s.sms_counts,
         "recent_sends": s.recent_sends,
+        "replies": s.replies,
+        "last_reply": s.last_reply,
+        "outcomes": s.outcomes,
     }
 
 
@@ -141,5 +164,19 @@ def render_text(s: Status) -> str:
         lines.append(
             f"  {r['status']:11s} {_short(r['at']):25s} {r['key']}"
             + (f"  {r['error']}" if r["error"] else "")
+        )
+    reply = s.last_reply
+    lines.append(
+        f"replies:    {s.replies}"
+        + (f"; last {_short(reply['at'])}: {reply['result']}" if reply else "")
+    )
+    if s.outcomes.get("recorded"):
+        lines.append(
+            f"outcomes:   {s.outcomes['recorded']} recorded"
+            + (
+                f", {s.outcomes['not_in_file_yet']} not yet written into their file"
+                if s.outcomes.get("not_in_file_yet")
+                else ""
+            )
         )
     return "\n".join(lines) + "\n"

@@ -37,9 +37,14 @@ class SyncReport(Protocol):
 
     def synced(self, result: SyncResult, url: str) -> None: ...
     def failed(self, message: str, *, retrying: bool) -> None: ...
+    def outcome(self) -> None:
+        """A calendar edit was recorded as an outcome: lay it over and replan."""
+        ...
 
 
-Work = Callable[[], "tuple[Config, tuple[Commitment, ...]] | None"]
+Work = Callable[[], "tuple[Config, tuple[Commitment, ...], tuple[Commitment, ...]] | None"]
+"""The config, the commitments with outcomes laid over, and the files' own; None before
+a good load."""
 
 
 class SyncWorker:
@@ -86,7 +91,12 @@ class SyncWorker:
                 failures = max(failures + 1, CRASH_BACKOFF)
                 log.exception("calendar sync crashed; will try again")
 
-    def _sync(self, config: Config, commitments: tuple[Commitment, ...]) -> bool:
+    def _sync(
+        self,
+        config: Config,
+        commitments: tuple[Commitment, ...],
+        parsed: tuple[Commitment, ...],
+    ) -> bool:
         """One sync; False when it should be retried later."""
         try:
             with sync_lock(config.state_dir, SYNC_LOCK_WAIT):
@@ -94,7 +104,14 @@ class SyncWorker:
                     self._full_check = False
                     forget_sync_markers(self.db)
                 result, url = sync_once(
-                    config, self.db, commitments, progress=None, serve=False, clock=self.clock
+                    config,
+                    self.db,
+                    commitments,
+                    progress=None,
+                    serve=False,
+                    clock=self.clock,
+                    parsed=parsed,
+                    on_outcome=self.report.outcome,
                 )
         except MassDeleteRefused as exc:
             log.error("%s", exc)

@@ -30,11 +30,14 @@ import icalendar
 import pytest
 from servers import CALENDAR_SERVERS, CalendarServer, CalendarServers, DirectClient, RecordingProxy
 
+from reminderd.app import with_outcomes
 from reminderd.calendar.dav import DavCalendar, discover
 from reminderd.calendar.memory import MemoryCalendar, Request, foreign_event
 from reminderd.calendar.protocol import CalendarStore
 from reminderd.errors import MassDeleteRefused
 from reminderd.model import Commitment, Contact, FollowUp
+from reminderd.outcomes import log as outcome_log
+from reminderd.outcomes.apply import CalendarEdits
 from reminderd.store.keys import SYNC_MARKER
 from reminderd.store.sqlite import StateDB
 from reminderd.sync.engine import SyncResult, sync_calendar
@@ -430,4 +433,104 @@ def test_forgotten_sync_token_falls_back_to_a_listing(run: Run) -> None:
     assert refused.method == "REPORT" and 400 <= refused.status < 500
     assert result.errors == [] and result.recreated == 1
     assert summaries(run.backend) == ["Call customer 1", "Call customer 2", "Call customer 3"]
+    assert_nothing_to_do(run, items)
+
+
+# -- a person's edits on the calendar as outcomes (`calendar.server_edits: adopt`)
+
+NOW = datetime(2030, 7, 1, 9, 0, tzinfo=ATHENS)
+
+
+def adopting(run: Run, items: list[Commitment]) -> CalendarEdits:
+    return CalendarEdits(run.db, {c.id: c for c in items}, lambda: NOW)
+
+
+def moved_to(start: datetime) -> Callable[[bytes], bytes]:
+    """A calendar app's drag: DTSTART and DTEND move, the rest is kept."""
+
+    def change(data: bytes) -> bytes:
+        cal = icalendar.Calendar.from_ical(data)
+        event = cal.walk("VEVENT")[0]
+        length = event.decoded("DTEND") - event.decoded("DTSTART")
+        del event["DTSTART"], event["DTEND"]
+        event.add("dtstart", start)
+        event.add("dtend", start + length)
+        return bytes(cal.to_ical())
+
+    return change
+
+
+def test_a_moved_event_is_a_move_of_its_touch(run: Run) -> None:
+    items = [commitment(i) for i in range(1, 4)]
+    run.sync(items)
+    new_start = datetime(2030, 7, 13, 15, 30, tzinfo=ATHENS)
+    run.backend.edit(name_of(run.backend, "Call customer 2"), moved_to(new_start))
+    edits = adopting(run, items)
+    result = run.sync(items, edits=edits)
+    assert result.moved == 1 and edits.count == 1 and run.backend.writes() == []
+    assert "1 moved on the calendar, taken as moves" in result.line()
+    (move,) = outcome_log.by_commitment(run.db)["c2"]
+    assert (move.kind, move.source, move.touch) == ("move", "calendar", 0)
+    assert move.start == new_start
+    effective = list(with_outcomes(run.db, tuple(items)))
+    result = run.sync(effective, edits=adopting(run, items))
+    assert result.line() == "created 0, updated 1, deleted 0, unchanged 2"  # rewritten whole
+    event = events(run.backend)[name_of(run.backend, "Call customer 2")]
+    assert event.decoded("DTSTART") == new_start
+    assert [a.decoded("TRIGGER") for a in event.walk("VALARM")] == list(effective[1].alarms)
+    assert_nothing_to_do(run, effective)
+
+
+def test_a_deleted_event_is_a_skip_and_stays_deleted(run: Run) -> None:
+    items = [commitment(i) for i in range(1, 5)]
+    run.sync(items)
+    run.backend.remove(name_of(run.backend, "Call customer 1"))
+    result = run.sync(items, edits=adopting(run, items))
+    assert result.skipped == 1 and result.created == 0 and run.backend.writes() == []
+    (skip,) = outcome_log.by_commitment(run.db)["c1"]
+    assert (skip.kind, skip.source, skip.touch) == ("skip", "calendar", 0)
+    effective = list(with_outcomes(run.db, tuple(items)))
+    assert summaries(run.backend) == ["Call customer 2", "Call customer 3", "Call customer 4"]
+    assert_nothing_to_do(run, effective)
+
+
+def test_most_events_vanishing_at_once_is_a_reset_and_they_come_back(run: Run) -> None:
+    items = [commitment(i) for i in range(1, 4)]
+    run.sync(items)
+    for summary in ("Call customer 1", "Call customer 2", "Call customer 3"):
+        run.backend.remove(name_of(run.backend, summary))
+    result = run.sync(items, edits=adopting(run, items))
+    assert result.reset and result.created == 3 and result.skipped == 0
+    assert "recreated them" in result.line()
+    assert outcome_log.by_commitment(run.db) == {}
+    assert summaries(run.backend) == ["Call customer 1", "Call customer 2", "Call customer 3"]
+
+
+def test_other_edits_are_still_repaired_when_adopting(run: Run) -> None:
+    items = [commitment(i) for i in range(1, 4)]
+    run.sync(items)
+    run.backend.edit(name_of(run.backend, "Call customer 2"), retitled("changed on the phone"))
+    result = run.sync(items, edits=adopting(run, items))
+    assert (result.updated, result.repaired, result.moved) == (1, 1, 0)
+    assert outcome_log.by_commitment(run.db) == {}
+    assert summaries(run.backend) == ["Call customer 1", "Call customer 2", "Call customer 3"]
+
+
+def test_a_server_rewrite_is_not_an_edit(run: Run) -> None:
+    """A new ETag over the same content but for what servers rewrite themselves
+    (DTSTAMP, SEQUENCE, LAST-MODIFIED): nothing is written back."""
+    items = [commitment(i) for i in range(1, 3)]
+    run.sync(items)
+
+    def restamped(data: bytes) -> bytes:
+        cal = icalendar.Calendar.from_ical(data)
+        event = cal.walk("VEVENT")[0]
+        event["DTSTAMP"] = icalendar.vDDDTypes(datetime(2031, 1, 1, 12, tzinfo=ATHENS))
+        event["SEQUENCE"] = 3
+        return bytes(cal.to_ical())
+
+    run.backend.edit(name_of(run.backend, "Call customer 1"), restamped)
+    result = run.sync(items, edits=adopting(run, items))
+    assert run.backend.requests("PUT", "DELETE") == [] and result.errors == []
+    assert (result.updated, result.moved) == (0, 0)
     assert_nothing_to_do(run, items)

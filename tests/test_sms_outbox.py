@@ -8,6 +8,7 @@ permanent, ambiguous, cancel and move.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from reminderd.sms.dispatch import (
 )
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.providers import Ambiguous
+from reminderd.sms.refs import candidates
 from reminderd.sms.scheduler import JOB, SmsScheduler
 from reminderd.store.sqlite import StateDB
 
@@ -81,6 +83,13 @@ def rig(tmp_path: Path):  # type: ignore[no-untyped-def]
     db.close()
 
 
+def ref_of(d: Dispatcher, touch_key: str) -> str:
+    """The ` #k3` reference the state gave this touch (a reply may start with it)."""
+    (ref,) = d.outbox.db.query("SELECT ref FROM sms_refs WHERE touch = ?", (touch_key,))[0]
+    assert re.fullmatch(r"[a-z0-9]{2,4}", ref)
+    return str(ref)
+
+
 def commitment(**kw: object) -> Commitment:
     base: dict[str, object] = {
         "id": "acme",
@@ -107,7 +116,9 @@ def test_sent_once_at_its_time(rig) -> None:  # type: ignore[no-untyped-def]
         "cancelled": 0,
         "reopened": 0,
     }
-    assert sender.sent == ["10:00 Call Alex - Alex (ACME) +302101234567. Why: card details."]
+    assert sender.sent == [
+        f"10:00 Call Alex - Alex (ACME) +302101234567. Why: card details. #{ref_of(d, 'acme#0')}"
+    ]
 
 
 def test_edit_moves_and_done_cancels(rig) -> None:  # type: ignore[no-untyped-def]
@@ -302,8 +313,10 @@ def lost_state_rig(tmp_path: Path, began: datetime) -> tuple[Dispatcher, Clock, 
 def test_a_lost_state_asks_the_provider_before_sending_late(tmp_path: Path) -> None:
     """Backups a day ahead; the state is lost and begins again 20 minutes after their time.
     The earlier state had sent one of them, late (so it said LATE and, the day before, the date)."""
+    # a new state gives a touch the same reference as the lost one did (its first candidate)
     earlier = (
         "LATE reminder: Wed 02 Dec 10:00 Call Alex - Alex (ACME) +302101234567. Why: card details."
+        f" #{candidates('acme#0')[0]}"
     )
     d, _clock, sender = lost_state_rig(tmp_path, START - timedelta(days=1) + timedelta(minutes=20))
     sender.has[earlier] = "SMearlier"
@@ -312,6 +325,7 @@ def test_a_lost_state_asks_the_provider_before_sending_late(tmp_path: Path) -> N
     assert d.run_due() == ["sent", "sent"]
     assert sender.sent == [
         "LATE reminder: Wed 02 Dec 10:00 Call Bea - Alex (ACME) +302101234567. Why: card details."
+        f" #{ref_of(d, 'b#0')}"
     ]
     rows = {r.key.split("#")[0]: r for r in d.outbox.recent(statuses=("sent",))}
     assert rows["acme"].sid == "SMearlier" and rows["acme"].error == LOST_STATE_NOTE

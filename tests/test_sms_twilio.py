@@ -91,7 +91,8 @@ def test_exact_form_fields(mock: TwilioMock, tmp_path: Path) -> None:
     assert set(form) == {"To", "From", "Body", "ValidityPeriod"}
     assert form["To"] == "+306912345678" and form["From"] == "+15017122661"
     assert re.fullmatch(
-        r"(\w{3} \d{2} \w{3} )?\d{2}:\d{2} Call t-0 - Alex \+302101234567\. Why: Card details\.",
+        r"(\w{3} \d{2} \w{3} )?\d{2}:\d{2} Call t-0 - Alex \+302101234567\. Why: Card details\."
+        r" #[a-z0-9]{2,4}",  # the reference a reply may start with
         form["Body"],
     ), form["Body"]  # the local start time first, then who and why
     assert 1200 <= int(form["ValidityPeriod"]) <= 36000  # until the item starts, not hours later

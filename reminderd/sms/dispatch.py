@@ -28,6 +28,7 @@ from ..errors import SmsError
 from ..model import Commitment, upcoming
 from ..phone import mask
 from ..retry import backoff
+from . import refs
 from .outbox import Outbox, Row
 from .plan import planned_sends
 from .providers import Ambiguous, Sender
@@ -123,6 +124,10 @@ class Dispatcher:
         planned = planned_sends(
             commitments, quiet=self.sms.quiet_hours, zone=self.zone, late_grace=self.sms.late_grace
         )
+        if self.sms.reply_mode != "off":  # a reply may name its touch: ` #k3`
+            found = refs.assign(self.outbox.db, {str(p.payload["touch"]) for p in planned.values()})
+            for p in planned.values():
+                p.payload["ref"] = found.get(str(p.payload["touch"]))
         counts = self.outbox.reconcile(planned, now or self.clock())
         if any(counts.values()):
             log.info("SMS schedule: %s", ", ".join(f"{v} {k}" for k, v in counts.items() if v))
@@ -301,7 +306,9 @@ class Dispatcher:
             why=f" Why: {p['why']}." if p.get("why") else "",
             bring=f" Bring: {p['bring']}." if p.get("bring") else "",
         )
-        return compose(parts, self.template, self.sms.max_segments)
+        # the reference is part of the template, never trimmed away
+        template = self.template + (f" #{p['ref']}" if p.get("ref") else "")
+        return compose(parts, template, self.sms.max_segments)
 
     def _failure(self, row: Row, exc: SmsError) -> str:
         now = self.clock()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..store.keys import META_SINCE
-from ..store.protocol import StateStore
+from ..store.protocol import StateStore, Tx
 from .plan import PlannedSend
 
 
@@ -177,23 +177,36 @@ class Outbox:
         now: datetime,
     ) -> bool:
         """Insert one send (digest, test) unless the key exists; True if added."""
-        with self.db.transaction() as db:
-            cur = db.execute(
-                f"INSERT INTO {self.table} ({_COLUMNS}, updated_at) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?) "
-                "ON CONFLICT DO NOTHING",
-                (
-                    key,
-                    kind,
-                    iso(due),
-                    iso(due),
-                    iso(due),
-                    iso(deadline),
-                    json.dumps(payload, sort_keys=True),
-                    iso(now),
-                ),
-            )
-            return cur.rowcount == 1
+        with self.db.transaction() as tx:
+            return self.add_in(tx, key, kind, due, deadline, payload, now)
+
+    def add_in(
+        self,
+        tx: Tx,
+        key: str,
+        kind: str,
+        due: datetime,
+        deadline: datetime,
+        payload: dict[str, Any],
+        now: datetime,
+    ) -> bool:
+        """`add` inside the caller's transaction (a reply's confirmation lands with its outcome)."""
+        cur = tx.execute(
+            f"INSERT INTO {self.table} ({_COLUMNS}, updated_at) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, NULL, NULL, NULL, NULL, ?) "
+            "ON CONFLICT DO NOTHING",
+            (
+                key,
+                kind,
+                iso(due),
+                iso(due),
+                iso(due),
+                iso(deadline),
+                json.dumps(payload, sort_keys=True),
+                iso(now),
+            ),
+        )
+        return cur.rowcount == 1
 
     def since(self, now: datetime) -> datetime:
         """When this outbox began keeping sends: `now` on the first call, then what was recorded."""

@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ReminderdError, SmsError
 from ..phone import mask
+
+if TYPE_CHECKING:
+    from ..replies.webhook import InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,16 @@ class TwilioSender:
             self._client = Client(account_sid, auth_token, http_client=http)
         self._from = from_
         self._service = messaging_service_sid
+
+    def inbound(self, since: datetime) -> list[InboundMessage]:
+        """Messages received by our number since `since`'s UTC day (`sms.replies: poll`)."""
+        from ..replies.poll import list_inbound
+
+        if not self._from:
+            raise SmsError(
+                "sms.replies poll needs sms.from: the number replies go to", permanent=True
+            )
+        return list_inbound(self._client, our_number=self._from, since=since)
 
     def send(self, to: str, body: str, validity_seconds: int | None) -> str:
         from twilio.base.exceptions import TwilioException, TwilioRestException

@@ -46,6 +46,7 @@ class SmsScheduler:
         self.commitments = commitments  # None while nothing good is loaded: no digest then
         self._arm = threading.Lock()  # rearm runs on the main thread and on APScheduler's
         self._stopped = False  # set under _arm: no re-arm can start after it
+        self._busy = threading.Event()  # a run is under way; its end re-arms
         self.scheduler = BackgroundScheduler(
             timezone=zone,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -78,8 +79,8 @@ class SmsScheduler:
     def rearm(self) -> None:
         """Point the one timer at the earliest pending send (now, if overdue)."""
         with self._arm:
-            if self._stopped:
-                return
+            if self._stopped or self._busy.is_set():
+                return  # a run is under way: its end re-arms (`_after_run`), seeing this too
             due = self.dispatcher.outbox.next_time()
             if due is None:
                 try:
@@ -96,10 +97,13 @@ class SmsScheduler:
         return self.dispatcher.outbox.next_time()
 
     def _tick(self) -> None:
+        self._busy.set()
         try:
             self.dispatcher.run_due()
         except Exception:  # the timer must survive anything a send throws
             log.exception("SMS dispatch failed; will try again")
+        finally:
+            self._busy.clear()
 
     def _after_run(self, event: JobExecutionEvent) -> None:
         """APScheduler calls this once a run no longer counts as running: re-arm from here."""

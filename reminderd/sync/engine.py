@@ -18,13 +18,23 @@ import sys
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from typing import TextIO
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol, TextIO
 
 from ..calendar.protocol import CalendarStore, InvalidSyncToken, PreconditionFailed
 from ..errors import MassDeleteRefused, ReminderdError
-from ..ical import content_hash, href_name, ownership, render, uid_for, wants_event
-from ..model import Commitment, touches
+from ..ical import (
+    content_hash,
+    event_start,
+    href_name,
+    ownership,
+    render,
+    served_hash,
+    uid_for,
+    wants_event,
+)
+from ..model import Commitment, Touch, touches
 from ..store.keys import SYNC_MARKER
 from ..store.protocol import EventRow, StateStore
 from .plan import Action, Adopt, Create, Delete, Desired, Forget, Record, Update, plan_sync
@@ -40,6 +50,9 @@ class SyncResult:
     unchanged: int = 0
     recreated: int = 0  # deleted on the server by someone, written again
     repaired: int = 0  # edited on the server by someone, overwritten from the file
+    moved: int = 0  # moved on the server by someone: taken as a move of that touch
+    skipped: int = 0  # deleted on the server by someone: taken as a skip of that touch
+    reset: bool = False  # most owned events vanished at once: recreated, not skipped
     errors: list[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -53,9 +66,27 @@ class SyncResult:
             extra.append(f"{self.recreated} recreated after deletion on the server")
         if self.repaired:
             extra.append(f"{self.repaired} restored after edits on the server")
+        if self.moved:
+            extra.append(f"{self.moved} moved on the calendar, taken as moves")
+        if self.skipped:
+            extra.append(f"{self.skipped} deleted on the calendar, taken as skips")
+        if self.reset:
+            extra.append("the calendar lost most of our events at once: recreated them")
         if self.errors:
             extra.append(f"{len(self.errors)} errors")
         return text + (f" ({'; '.join(extra)})" if extra else "")
+
+
+class ServerEdits(Protocol):
+    """Where a person's edits on the calendar go (`calendar.server_edits: adopt`).
+
+    Called on the sync's threads; each records an outcome (see
+    `reminderd.outcomes`); the sync itself writes nothing for that touch.
+    """
+
+    def moved(self, touch: Touch, start: datetime) -> None: ...
+
+    def deleted(self, touch: Touch) -> None: ...
 
 
 def desired_events(cal: CalendarStore, commitments: Iterable[Commitment]) -> dict[str, Desired]:
@@ -123,19 +154,41 @@ def sync_calendar(
     force: bool = False,
     connections: int = 4,
     progress: TextIO | None = sys.stderr,
+    edits: ServerEdits | None = None,
 ) -> SyncResult:
-    """Make the calendar match the commitments; only reminderd's own events are touched."""
+    """Make the calendar match the commitments; only reminderd's own events are touched.
+
+    With `edits`, a person's changes on the calendar are outcomes: an owned
+    event deleted on the server is a skip of its touch (unless most owned
+    events vanished at once: a reset server, recreated), and one whose start
+    moved is a move. Without, the file wins (`server_edits: repair`).
+    """
     state = db.events(cal.url)
     desired = desired_events(cal, commitments)
     remote, marker = server_view(cal, db, state)
     plan = plan_sync(desired, state, remote)
+    result = SyncResult(unchanged=plan.unchanged, dry_run=dry_run)
+    recreates = [a for a in plan.actions if isinstance(a, Create) and a.recreate]
+    if edits is not None and recreates:
+        if len(recreates) >= 2 and len(recreates) * 2 > plan.owned:
+            result.reset = True
+            log.warning(
+                "%d of the %d events reminderd owns vanished from the calendar at once: "
+                "a reset server, not a person; recreating them",
+                len(recreates),
+                plan.owned,
+            )
+        elif not dry_run:
+            for redo in recreates:
+                edits.deleted(redo.want.touch)
+                result.skipped += 1
+            plan.actions = [Forget(a.want.uid) if a in recreates else a for a in plan.actions]
     if plan.mass_delete() and not force:
         raise MassDeleteRefused(
             f"this sync would delete {plan.count(Delete)} of the {plan.owned} events "
             "reminderd owns; "
             "nothing was changed. If that is what you want, run `reminderd sync --force`"
         )
-    result = SyncResult(unchanged=plan.unchanged, dry_run=dry_run)
     if dry_run:
         for action in plan.actions:
             _count(result, action)
@@ -144,14 +197,22 @@ def sync_calendar(
         if isinstance(action, Forget):
             db.forget_event(cal.url, action.uid)
         elif isinstance(action, Record):
+            known = state.get(action.want.uid)
             db.put_event(
-                cal.url, EventRow(action.want.uid, action.want.href, action.etag, action.want.hash)
+                cal.url,
+                EventRow(
+                    action.want.uid,
+                    action.want.href,
+                    action.etag,
+                    action.want.hash,
+                    known.served if known is not None else None,
+                ),
             )
             result.unchanged += 1
     writes = plan.writes
     bar = _Progress(len(writes), progress)
     with ThreadPoolExecutor(max_workers=max(1, connections), thread_name_prefix="sync") as pool:
-        futures = {pool.submit(_execute, cal, action): action for action in writes}
+        futures = {pool.submit(_execute, cal, action, edits): action for action in writes}
         for future in as_completed(futures):
             action = futures[future]
             try:
@@ -160,6 +221,9 @@ def sync_calendar(
                 result.errors.append(str(exc))
                 log.warning("sync: %s", exc)
             else:
+                moved_to = outcome[3]
+                if moved_to is not None and edits is not None and isinstance(action, Update):
+                    edits.moved(action.want.touch, moved_to)
                 _record(db, cal, action, outcome, result)
             bar.step()
     created = any(isinstance(a, (Create, Adopt)) for a in writes)
@@ -200,30 +264,55 @@ def _confirm_writes(
             db.forget_event(cal.url, row.uid)
         elif row.href in changed and changed[row.href] != row.etag:
             if row.href in written and row.etag is None:
-                db.put_event(cal.url, EventRow(row.uid, row.href, changed[row.href], row.hash))
-            else:
-                db.put_event(cal.url, EventRow(row.uid, row.href, changed[row.href], ""))
+                db.put_event(cal.url, replace(row, etag=changed[row.href]))
+            else:  # changed again by someone: stale, so the next sync looks at it
+                db.put_event(cal.url, replace(row, etag=changed[row.href], hash=""))
     return {"token": new_token}
 
 
-_Outcome = tuple[str, str | None]  # (what happened, new ETag)
+_Outcome = tuple[str, str | None, str | None, datetime | None]
+"""(what happened, new ETag, served hash of what the server now holds, a moved start)."""
 
 
-def _execute(cal: CalendarStore, action: Action) -> _Outcome:
+def _execute(cal: CalendarStore, action: Action, edits: ServerEdits | None = None) -> _Outcome:
     """One write on a worker thread; returns what happened for the main thread to record."""
     if isinstance(action, Create):
         data = render(action.want.touch)
         try:
-            return ("recreated" if action.recreate else "created"), cal.put(
-                action.want.href, data, None, create=True
+            return (
+                ("recreated" if action.recreate else "created"),
+                cal.put(action.want.href, data, None, create=True),
+                served_hash(data),
+                None,
             )
         except PreconditionFailed:
             return _adopt(cal, action.want, None)
     if isinstance(action, Update):
+        etag = action.etag
+        if action.drift:
+            found = cal.get(action.want.href)
+            if found is None:
+                return "gone", None, None, None
+            held, etag = found[0], found[1] or etag
+            served = served_hash(held)
+            if action.served is not None and served == action.served:
+                return "rewritten", etag, served, None  # the server's own rewrite: no edit
+            touch = action.want.touch
+            start = event_start(held, touch.start.tzinfo)  # type: ignore[arg-type]
+            if (
+                edits is not None
+                and start is not None
+                and start.astimezone(UTC) != touch.start.astimezone(UTC)
+                and ownership(held) is not None
+            ):
+                return "moved", etag, served, start
         data = render(action.want.touch)
         try:
-            return ("repaired" if action.drift else "updated"), cal.put(
-                action.want.href, data, action.etag, create=False
+            return (
+                ("repaired" if action.drift else "updated"),
+                cal.put(action.want.href, data, etag, create=False),
+                served_hash(data),
+                None,
             )
         except PreconditionFailed:
             return _adopt(cal, action.want, None)  # changed under us: verify it is ours, then write
@@ -234,41 +323,43 @@ def _execute(cal: CalendarStore, action: Action) -> _Outcome:
     if action.uid is None:  # an orphan found by name: only delete what is provably ours
         found = cal.get(action.href)
         if found is None:
-            return "gone", None
+            return "gone", None, None, None
         if ownership(found[0]) is None:
-            return "foreign", None
+            return "foreign", None, None, None
         etag = found[1] or etag
     try:
         cal.delete(action.href, etag)
     except PreconditionFailed:
         found = cal.get(action.href)
         if found is None:
-            return "deleted", None
+            return "deleted", None, None, None
         if ownership(found[0]) is None:
-            return "foreign", None
+            return "foreign", None, None, None
         cal.delete(action.href, found[1])
-    return "deleted", None
+    return "deleted", None, None, None
 
 
 def _adopt(cal: CalendarStore, want: Desired, etag: str | None) -> _Outcome:
     found = cal.get(want.href)
     if found is None:
-        return "created", cal.put(want.href, render(want.touch), None, create=True)
-    data, etag_now = found
-    owner = ownership(data)
+        data = render(want.touch)
+        return "created", cal.put(want.href, data, None, create=True), served_hash(data), None
+    held, etag_now = found
+    owner = ownership(held)
     if owner is None or owner[0] != want.touch.key:
         raise ReminderdError(
             f"{want.href}: an event not written by reminderd has this name; left alone"
         )
     if owner[1] == want.hash:
-        return "adopted", etag_now
-    return "updated", cal.put(want.href, render(want.touch), etag_now, create=False)
+        return "adopted", etag_now, served_hash(held), None
+    data = render(want.touch)
+    return "updated", cal.put(want.href, data, etag_now, create=False), served_hash(data), None
 
 
 def _record(
     db: StateStore, cal: CalendarStore, action: Action, outcome: _Outcome, result: SyncResult
 ) -> None:
-    what, etag = outcome
+    what, etag, served, _ = outcome
     if isinstance(action, Delete):
         if action.uid is not None:
             db.forget_event(cal.url, action.uid)
@@ -276,7 +367,20 @@ def _record(
             result.deleted += 1
         return
     want = action.want  # type: ignore[union-attr]
-    db.put_event(cal.url, EventRow(want.uid, want.href, etag, want.hash))
+    if what == "gone":  # deleted while we looked: the next sync decides (recreate or skip)
+        db.forget_event(cal.url, want.uid)
+        return
+    if what in ("moved", "rewritten"):
+        # not written: a move is rewritten once the outcome moved the touch; the row's
+        # old hash makes sure of that. A server's rewrite needs nothing.
+        row = db.events(cal.url).get(want.uid)
+        db.put_event(cal.url, EventRow(want.uid, want.href, etag, row.hash if row else "", served))
+        if what == "moved":
+            result.moved += 1
+        else:
+            result.unchanged += 1
+        return
+    db.put_event(cal.url, EventRow(want.uid, want.href, etag, want.hash, served))
     if what == "created":
         result.created += 1
     elif what == "recreated":

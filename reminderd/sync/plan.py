@@ -35,7 +35,8 @@ class Create:
 class Update:
     want: Desired
     etag: str | None
-    drift: bool = False  # edited on the server: the file wins
+    drift: bool = False  # changed on the server: a person's edit, or the server's own rewrite
+    served: str | None = None  # with drift: `ical.served_hash` of the object when we last saw it
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,7 @@ def plan_sync(
             else:
                 plan.actions.append(Update(want, etag_now))
         elif etag_now != row.etag:
-            plan.actions.append(Update(want, etag_now, drift=True))
+            plan.actions.append(Update(want, etag_now, drift=True, served=row.served))
         elif row.hash != want.hash:
             plan.actions.append(Update(want, row.etag))
         else:
