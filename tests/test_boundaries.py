@@ -26,6 +26,10 @@ CORE = [
     "reminderd.starter",
     "reminderd.sms",
     "reminderd.store",
+    "reminderd.outcomes.model",
+    "reminderd.outcomes.overlay",
+    "reminderd.replies.grammar",
+    # not reminderd.email.message: the standard library's email.utils imports socket itself
 ]
 EDGE = [
     "caldav",
