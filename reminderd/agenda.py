@@ -21,26 +21,33 @@ def summary(commitments: Sequence[Commitment], files: int, sms_on: bool) -> str:
     all_touches = [t for c in open_ for t in touches(c)]
     alarms = sum(len(t.commitment.alarms) for t in all_touches)
     sms = sum(len(t.commitment.sms) for t in all_touches)
+    emails = sum(len(t.commitment.email) for t in all_touches)
     return (
         f"{files} file{'s' if files != 1 else ''}, {len(commitments)} "
         f"commitment{'s' if len(commitments) != 1 else ''} "
         f"({len(open_)} open), {len(all_touches)} touches, {alarms} alarms, "
         f"{sms} SMS{'' if sms_on else ' (SMS off: no sms section in the config)'}"
+        + (f", {emails} email alert{'s' if emails != 1 else ''}" if emails else "")
     )
 
 
 AlertsFn = Callable[[Touch], Sequence[Alert]]
 
 
-def alerts_as_planned(quiet: tuple[time, time] | None, zone: ZoneInfo, sms_on: bool) -> AlertsFn:
+def alerts_as_planned(
+    quiet: tuple[time, time] | None, zone: ZoneInfo, sms_on: bool, email_on: bool = False
+) -> AlertsFn:
     """A touch's alerts as they will really fire.
 
-    SMS move out of quiet hours, and there are none if SMS is off.
+    SMS move out of quiet hours, and there are none if SMS is off; no email
+    alerts without an `email:` section.
     """
 
     def alerts(t: Touch) -> tuple[Alert, ...]:
         found = []
         for a in t.alerts:
+            if a.kind is AlertKind.EMAIL and not email_on:
+                continue
             if a.kind is AlertKind.SMS:
                 if not sms_on:
                     continue

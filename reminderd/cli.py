@@ -66,6 +66,7 @@ def cmd_agenda(args: argparse.Namespace) -> int:
         config.sms.quiet_hours if config.sms else None,
         get_zone(config.timezone),
         config.sms is not None,
+        config.email is not None,
     )
     if args.json:
         json.dump(
@@ -300,6 +301,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "off" if config.sms is None else config.sms.provider,
             mask(config.sms.to) if config.sms and config.sms.to else None,
             config.sms.reply_mode if config.sms else "off",
+            _email_shown(config),
         )
     finally:
         if db is not None:
@@ -310,6 +312,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(found))
     return 0
+
+
+def _email_shown(config) -> str:  # type: ignore[no-untyped-def]
+    """`smtp.example.com:587 (starttls) to a***@example.com`: never the password."""
+    from .email import mask_address
+
+    e = config.email
+    if e is None:
+        return "off"
+    return f"{e.host}:{e.port} ({e.security}) to {mask_address(e.to)}"
 
 
 def cmd_init(args: argparse.Namespace) -> int:

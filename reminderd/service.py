@@ -82,6 +82,7 @@ class Daemon:
         self.watcher = FileWatcher(lambda: self.events.put("reload"))
         self.embedded: EmbeddedServer | None = None
         self.scheduler: SmsScheduler | None = None
+        self.email: SmsScheduler | None = None  # email alerts' timer, over the email outbox
         self.replies: ReplyPoller | ReplyWebhook | None = None
         self._db: StateDB | None = None
         self.lock: DaemonLock | None = None
@@ -113,6 +114,7 @@ class Daemon:
                 )
             self._start_calendar(config)
             self._start_sms(config)
+            self._start_email(config)
             self._announce(config)
             self.worker.start()
             if loaded is not None:
@@ -194,6 +196,8 @@ class Daemon:
         step("SMS replies", self._stop_replies)
         if self.scheduler is not None:
             step("SMS scheduler", self.scheduler.shutdown)
+        if self.email is not None:
+            step("email", self.email.shutdown)
         worker_done = self.worker.stop(STOP_SYNC_WAIT) if self.worker is not None else True
         if self.embedded is not None:
             step("embedded calendar", self.embedded.stop)
@@ -297,6 +301,17 @@ class Daemon:
             self._clear_error("config")
         else:
             self._clear_error("config")
+        if config.email != old.email:
+            try:
+                self._restart_email(config)
+            except ReminderdError as exc:
+                log.error("new email settings not applied, the running ones stay: %s", exc)
+                self._record_error("config", f"email settings: {exc}")
+                config = replace(config, email=old.email)
+                if self.email is not None:
+                    self.email.replan(commitments)
+        elif self.email is not None:
+            self.email.replan(commitments)
         self.current = _Loaded(config, commitments, fresh.parsed)
         self._sync_soon()
         log.info("reloaded: %d commitments", len(commitments))
@@ -379,6 +394,40 @@ class Daemon:
         self.scheduler = scheduler
         scheduler.start()
         self._start_replies(config, scheduler)
+
+    def _make_email_scheduler(self, config: Config) -> SmsScheduler:
+        """Email alerts' timer over their own outbox, not started; raises (the password)
+        before anything changes."""
+        from .sms.factory import make_email_dispatcher
+        from .sms.scheduler import SmsScheduler
+
+        assert config.email is not None
+        return SmsScheduler(
+            make_email_dispatcher(config, self.db, clock=self.clock),
+            get_zone(config.timezone),
+            config.email.digest,
+            lambda: self.current.commitments if self.current else None,
+        )
+
+    def _start_email(self, config: Config, scheduler: SmsScheduler | None = None) -> None:
+        """Email alerts and the email digest (`email:`)."""
+        if config.email is None:
+            return
+        scheduler = scheduler or self._make_email_scheduler(config)
+        if self.current is not None and self.current.commitments is not None:
+            scheduler.replan(self.current.commitments, started=False)
+        self.email = scheduler
+        scheduler.start()
+
+    def _restart_email(self, config: Config) -> None:
+        """New email settings: the new timer is built first, so settings that fail leave
+        the running ones in force."""
+        new = self._make_email_scheduler(config) if config.email is not None else None
+        if self.email is not None:
+            self.email.shutdown()
+            self.email = None
+        if new is not None:
+            self._start_email(config, new)
 
     def _start_replies(self, config: Config, scheduler: SmsScheduler) -> None:
         """SMS replies as commands (`sms.replies`); a receiver that cannot start is logged,

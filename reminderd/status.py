@@ -10,12 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from .statelock import daemon_pid
 from .store.keys import META_DAEMON, META_LAST_SYNC, current_errors
 from .store.protocol import StateStore
+
+if TYPE_CHECKING:
+    from .sms.outbox import Outbox
 
 JSON_VERSION = 1
 
@@ -36,6 +39,10 @@ class Status:
     replies: str = "off"  # sms.replies as it applies
     last_reply: dict[str, Any] | None = None
     outcomes: dict[str, int] = field(default_factory=dict)  # recorded, not_in_file
+    email: str = "off"  # "off", or the server and the (masked) recipient
+    next_email: list[dict[str, Any]] = field(default_factory=list)
+    email_counts: dict[str, int] = field(default_factory=dict)
+    recent_emails: list[dict[str, Any]] = field(default_factory=list)
 
 
 def gather(
@@ -45,19 +52,23 @@ def gather(
     sms: str,
     sms_to: str | None,
     replies: str = "off",
+    email: str = "off",
 ) -> Status:
     """Read what the daemon and earlier commands recorded; `db` None: no state yet."""
     from .sms.outbox import Outbox
 
     pid = daemon_pid(state_dir)
     if db is None:
-        return Status(str(state_dir), False, pid, None, None, [], sms, sms_to, replies=replies)
+        return Status(
+            str(state_dir), False, pid, None, None, [], sms, sms_to, replies=replies, email=email
+        )
     last_reply = db.query("SELECT received, result FROM inbound ORDER BY received DESC LIMIT 1")
     (recorded, pending), *_ = db.query(
         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN written IS NULL THEN 1 ELSE 0 END), 0) "
         "FROM outcomes"
     )
     outbox = Outbox(db)
+    mail = Outbox(db, table="email_outbox")
     daemon = db.get(META_DAEMON) or {}
     last = db.get(META_LAST_SYNC)
     return Status(
@@ -69,26 +80,9 @@ def gather(
         errors=[dict(e, at=_local(e.get("at"), zone) or "") for e in current_errors(db)],
         sms=sms,
         sms_to=sms_to,
-        next_sms=[
-            {
-                "key": r.key,
-                "at": _local(r.next_try.isoformat(), zone),
-                "kind": r.kind,
-                "title": r.payload.get("title"),
-            }
-            for r in outbox.due(datetime.max.replace(tzinfo=UTC), limit=1)
-        ],
+        next_sms=_next(outbox, zone),
         sms_counts=outbox.counts(),
-        recent_sends=[
-            {
-                "key": r.key,
-                "status": r.status,
-                "sid": r.sid,
-                "error": r.error,
-                "at": _local(r.started_at.isoformat(), zone) if r.started_at else None,
-            }
-            for r in outbox.recent(10)
-        ],
+        recent_sends=_recent(outbox, zone),
         replies=replies,
         last_reply=(
             {"at": _local(last_reply[0][0], zone), "result": last_reply[0][1]}
@@ -96,7 +90,36 @@ def gather(
             else None
         ),
         outcomes={"recorded": int(recorded), "not_in_file_yet": int(pending)},
+        email=email,
+        next_email=_next(mail, zone),
+        email_counts=mail.counts(),
+        recent_emails=_recent(mail, zone),
     )
+
+
+def _next(outbox: Outbox, zone: ZoneInfo) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": r.key,
+            "at": _local(r.next_try.isoformat(), zone),
+            "kind": r.kind,
+            "title": r.payload.get("title"),
+        }
+        for r in outbox.due(datetime.max.replace(tzinfo=UTC), limit=1)
+    ]
+
+
+def _recent(outbox: Outbox, zone: ZoneInfo) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": r.key,
+            "status": r.status,
+            "sid": r.sid,
+            "error": r.error,
+            "at": _local(r.started_at.isoformat(), zone) if r.started_at else None,
+        }
+        for r in outbox.recent(10)
+    ]
 
 
 def _local(stamp: str | None, zone: ZoneInfo) -> str | None:
@@ -125,6 +148,10 @@ def render_json(s: Status) -> dict[str, Any]:
         "replies": s.replies,
         "last_reply": s.last_reply,
         "outcomes": s.outcomes,
+        "email": s.email,
+        "next_email": s.next_email,
+        "email_counts": s.email_counts,
+        "recent_emails": s.recent_emails,
     }
 
 
@@ -165,6 +192,17 @@ def render_text(s: Status) -> str:
             f"  {r['status']:11s} {_short(r['at']):25s} {r['key']}"
             + (f"  {r['error']}" if r["error"] else "")
         )
+    lines.append(f"email:      {s.email}")
+    if s.email != "off" or s.email_counts:
+        for r in s.next_email:
+            lines.append(f"next email: {_short(r['at'])} {r['title'] or r['kind']} ({r['key']})")
+        counts = ", ".join(f"{n} {st}" for st, n in sorted(s.email_counts.items()))
+        lines.append(f"email counts: {counts or 'none'}")
+        for r in s.recent_emails:
+            lines.append(
+                f"  {r['status']:11s} {_short(r['at']):25s} {r['key']}"
+                + (f"  {r['error']}" if r["error"] else "")
+            )
     reply = s.last_reply
     lines.append(
         f"replies:    {s.replies}"

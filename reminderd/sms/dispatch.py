@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time as _time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +30,7 @@ from ..phone import mask
 from ..retry import backoff
 from . import refs
 from .outbox import Outbox, Row
-from .plan import planned_sends
+from .plan import PlannedSend, planned_sends
 from .providers import Ambiguous, Sender
 from .text import DEFAULT_TEMPLATE, Parts, clock_label, compose
 
@@ -87,6 +87,11 @@ class RateLimiter:
 
 
 class Dispatcher:
+    """SMS backups. `email.dispatch.EmailDispatcher` is the same machine for email: it
+    changes what is planned and what a send is made of, never the claim/send/record path."""
+
+    channel = "SMS"
+
     def __init__(
         self,
         outbox: Outbox,
@@ -96,20 +101,39 @@ class Dispatcher:
         clock: Clock = system_clock,
         tuning: Tuning = DEFAULT_TUNING,
     ) -> None:
+        self.sms = sms
+        self.template = sms.template or DEFAULT_TEMPLATE
+        self._setup(outbox, sender, sms.to or "", zone, clock, tuning, sms.rate_per_minute)
+
+    def _setup(
+        self,
+        outbox: Outbox,
+        sender: Sender,
+        to: str,
+        zone: ZoneInfo,
+        clock: Clock,
+        tuning: Tuning,
+        rate_per_minute: int,
+    ) -> None:
         self.outbox = outbox
         self.sender = sender
-        self.sms = sms
-        self.to = sms.to or ""
+        self.to = to
         self.zone = zone
-        self.template = sms.template or DEFAULT_TEMPLATE
         self.tuning = tuning
         self.clock = clock
-        self.pool = ThreadPoolExecutor(max_workers=tuning.workers, thread_name_prefix="sms")
+        self.pool = ThreadPoolExecutor(
+            max_workers=tuning.workers, thread_name_prefix=self.channel.lower()
+        )
         self.stopping = threading.Event()
         # its waits end at once on close(): a slow rate never holds up a stop
-        self.limiter = RateLimiter(sms.rate_per_minute, sleep=self.stopping.wait)
+        self.limiter = RateLimiter(rate_per_minute, sleep=self.stopping.wait)
         self.last_sid: str | None = None  # the provider's id of the last send, for `test-sms`
         self.state_since = outbox.since(clock())  # sends due before it may have gone out already
+
+    @property
+    def shown_to(self) -> str:
+        """The recipient as logs may show it."""
+        return mask(self.to)
 
     def close(self) -> None:
         """Sends in flight finish and are recorded; queued ones stay pending for the next start."""
@@ -128,9 +152,18 @@ class Dispatcher:
             found = refs.assign(self.outbox.db, {str(p.payload["touch"]) for p in planned.values()})
             for p in planned.values():
                 p.payload["ref"] = found.get(str(p.payload["touch"]))
+        return self._reconcile(planned, now)
+
+    def _reconcile(
+        self, planned: Mapping[str, PlannedSend], now: datetime | None
+    ) -> dict[str, int]:
         counts = self.outbox.reconcile(planned, now or self.clock())
         if any(counts.values()):
-            log.info("SMS schedule: %s", ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+            log.info(
+                "%s schedule: %s",
+                self.channel,
+                ", ".join(f"{v} {k}" for k, v in counts.items() if v),
+            )
         return counts
 
     # -- delivering
@@ -188,14 +221,15 @@ class Dispatcher:
             when = self.clock() + self.tuning.lookup_delay
             self.outbox.ambiguous_retry(key, self.clock(), f"outcome unknown: {exc}", when)
             log.warning(
-                "SMS %s: %s; asking the provider at %s before sending again",
+                "%s %s: %s; asking the provider at %s before sending again",
+                self.channel,
                 key,
                 exc,
                 when.astimezone(self.zone).strftime("%H:%M:%S"),
             )
             return "ambiguous"
         self.outbox.sent(key, sid, self.clock())
-        log.info("SMS %s sent to %s (%s)", key, mask(self.to), sid)
+        log.info("%s %s sent to %s (%s)", self.channel, key, self.shown_to, sid)
         self.last_sid = sid
         return "sent"
 
@@ -214,7 +248,7 @@ class Dispatcher:
             f"missed: {int((now - row.send_at).total_seconds() // 60)} min late, over late_grace"
         )
         self.outbox.missed(row.key, reason, now)
-        log.warning("SMS %s %s", row.key, reason)
+        log.warning("%s %s %s", self.channel, row.key, reason)
         return "missed"
 
     def maybe_sent_before(self, row: Row) -> bool:
@@ -237,11 +271,16 @@ class Dispatcher:
                 )
                 return "lookup-later"
             # no time left to ask again: one copy more is better than none (at most two in all)
-            log.warning("SMS %s: the provider could not be asked (%s); sending it", row.key, exc)
+            log.warning(
+                "%s %s: the provider could not be asked (%s); sending it",
+                self.channel,
+                row.key,
+                exc,
+            )
             return None
         if sid:
             self.outbox.sent(row.key, sid, now, note=LOST_STATE_NOTE)
-            log.info("SMS %s: already sent (%s), %s", row.key, sid, LOST_STATE_NOTE)
+            log.info("%s %s: already sent (%s), %s", self.channel, row.key, sid, LOST_STATE_NOTE)
             return "sent"
         return None
 
@@ -262,17 +301,17 @@ class Dispatcher:
             self.outbox.sent(
                 row.key, sid, now, note="confirmed by look-up after an interrupted send"
             )
-            log.info("SMS %s: the interrupted send did arrive (%s)", row.key, sid)
+            log.info("%s %s: the interrupted send did arrive (%s)", self.channel, row.key, sid)
             return "sent"
         if row.ambiguous >= 2 or now > row.deadline:
             # one repeat was already spent, or it is too late: a repeat could be a third copy
             return self._unconfirmed(row, now, "not found at the provider")
-        log.warning("SMS %s: not found at the provider; sending it again", row.key)
+        log.warning("%s %s: not found at the provider; sending it again", self.channel, row.key)
         return None
 
     def _unconfirmed(self, row: Row, now: datetime, why: str) -> str:
         self.outbox.unconfirmed(row.key, f"outcome unknown ({why}); not sent again", now)
-        log.warning("SMS %s: outcome unknown (%s); not sending it again", row.key, why)
+        log.warning("%s %s: outcome unknown (%s); not sending it again", self.channel, row.key, why)
         return "unconfirmed"
 
     def body(self, row: Row, late: bool) -> str:
@@ -314,16 +353,21 @@ class Dispatcher:
         now = self.clock()
         if exc.permanent:
             self.outbox.failed(row.key, str(exc), now)
-            log.error("SMS %s to %s failed for good: %s", row.key, mask(self.to), exc)
+            log.error("%s %s to %s failed for good: %s", self.channel, row.key, self.shown_to, exc)
             return "failed"
         delay = backoff(row.attempts, base=2.0, jitter=0.5)
         when = now + timedelta(seconds=delay)
         if when > row.deadline:
             self.outbox.failed(row.key, f"gave up after {row.attempts + 1} tries: {exc}", now)
-            log.error("SMS %s: gave up, provider still failing past its use: %s", row.key, exc)
+            log.error(
+                "%s %s: gave up, provider still failing past its use: %s",
+                self.channel,
+                row.key,
+                exc,
+            )
             return "failed"
         self.outbox.retry_at(row.key, when, str(exc), now)
-        log.warning("SMS %s: %s; retrying in %.0f s", row.key, exc, delay)
+        log.warning("%s %s: %s; retrying in %.0f s", self.channel, row.key, exc, delay)
         return "retry"
 
     def recover(self) -> int:

@@ -15,6 +15,7 @@ from .providers import LogSender, Sender, TwilioSender
 
 if TYPE_CHECKING:
     from ..config import Config, SecretRef
+    from ..email.dispatch import EmailDispatcher
     from ..store.protocol import StateStore
 
 
@@ -67,4 +68,24 @@ def make_dispatcher(
         get_zone(config.timezone),
         clock or system_clock,
         tuning,
+    )
+
+
+def make_email_dispatcher(
+    config: Config, db: StateStore, clock: Clock | None = None
+) -> EmailDispatcher:
+    """The email alerts' dispatcher; the SMTP password is resolved here, at first use."""
+    from ..email.dispatch import EmailDispatcher, MailSender
+    from ..email.smtp import SmtpSender
+    from ..timeparse import get_zone
+
+    cfg = config.email
+    assert cfg is not None
+    password = cfg.password.resolve() if cfg.password else None
+    return EmailDispatcher(
+        Outbox(db, table="email_outbox"),
+        MailSender(SmtpSender(cfg, password)),
+        cfg,
+        get_zone(config.timezone),
+        clock or system_clock,
     )

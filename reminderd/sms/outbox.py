@@ -87,6 +87,7 @@ class Outbox:
             raise ValueError(f"no outbox table {table!r}")
         self.db = db
         self.table = table
+        self._since_key = META_SINCE if table == "sms_outbox" else f"{META_SINCE}:{table}"
 
     # -- planning
 
@@ -213,9 +214,11 @@ class Outbox:
         with self.db.transaction() as db:
             db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (META_SINCE, json.dumps(iso(now))),
+                (self._since_key, json.dumps(iso(now))),
             )
-            (value,) = db.execute("SELECT value FROM meta WHERE key = ?", (META_SINCE,)).fetchone()
+            (value,) = db.execute(
+                "SELECT value FROM meta WHERE key = ?", (self._since_key,)
+            ).fetchone()
         return parse_iso(json.loads(value))
 
     # -- reading

@@ -65,7 +65,9 @@ class SmsScheduler:
     def start(self) -> None:
         recovered = self.dispatcher.recover()
         if recovered:
-            log.warning("resolved %d SMS interrupted by the last stop", recovered)
+            log.warning(
+                "resolved %d %s interrupted by the last stop", recovered, self.dispatcher.channel
+            )
         self.scheduler.start()
         self.rearm()
 
@@ -101,7 +103,7 @@ class SmsScheduler:
         try:
             self.dispatcher.run_due()
         except Exception:  # the timer must survive anything a send throws
-            log.exception("SMS dispatch failed; will try again")
+            log.exception("%s dispatch failed; will try again", self.dispatcher.channel)
         finally:
             self._busy.clear()
 
@@ -113,11 +115,14 @@ class SmsScheduler:
     def _digest(self) -> None:
         commitments = self.commitments()
         if commitments is None:
-            log.warning("no daily agenda SMS: the commitment files have not loaded yet")
+            log.warning(
+                "no daily agenda %s: the commitment files have not loaded yet",
+                self.dispatcher.channel,
+            )
             return
         try:
             if self.dispatcher.digest(commitments) is not None:
-                log.info("daily agenda SMS queued")
+                log.info("daily agenda %s queued", self.dispatcher.channel)
         except Exception:
             log.exception("daily agenda failed")
         self.rearm()
