@@ -10,6 +10,7 @@ from typing import TextIO
 
 from .calendar import forget_calendar, open_calendar
 from .calendar.dav import CalendarMissing, RequestFailed
+from .calendar.profiles import capped
 from .clock import Clock, system_clock
 from .config import Config
 from .errors import StateError
@@ -78,6 +79,8 @@ def sync_once(
     rewritten whole at its new time. A remembered calendar URL that vanished
     (404: deleted in a calendar app) is forgotten and discovered again, once.
     """
+    rules = config.calendar.rules
+    commitments = capped(commitments, rules)  # what the provider keeps (Google: 5 alarms)
     edits = None
     if parsed is not None and config.calendar.server_edits == "adopt" and not dry_run:
         edits = CalendarEdits(db, {c.id: c for c in parsed}, clock, on_outcome)
@@ -98,7 +101,7 @@ def sync_once(
                     again = sync_calendar(
                         cal,
                         db,
-                        with_outcomes(db, parsed),
+                        capped(with_outcomes(db, parsed), rules),
                         force=force,
                         connections=config.calendar.connections,
                         progress=progress,

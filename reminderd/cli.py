@@ -43,6 +43,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for problem in loaded.problems:
         print(problem, file=out)
     counts = summary(loaded.commitments, loaded.files, config.sms is not None)
+    from .calendar.profiles import cap_notes
+
+    for note in cap_notes(loaded.commitments, config.calendar.rules):
+        print(f"note: {note}", file=out)
     if loaded.problems:
         files = len({p.path for p in loaded.problems})
         print(
@@ -61,7 +65,10 @@ def cmd_agenda(args: argparse.Namespace) -> int:
 
     config, loaded = _load(args)
     now = args.clock()
-    items, after = window(read_with_outcomes(config, loaded.commitments), now, args.days)
+    from .calendar.profiles import capped
+
+    shown = capped(read_with_outcomes(config, loaded.commitments), config.calendar.rules)
+    items, after = window(shown, now, args.days)
     alerts = alerts_as_planned(
         config.sms.quiet_hours if config.sms else None,
         get_zone(config.timezone),
@@ -228,6 +235,35 @@ def cmd_log(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_history_text(items))
+    return 0
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    """`auth google`: the one-time OAuth2 device flow; stores the refresh token."""
+    from .calendar.oauth import device_flow, store_token
+    from .config import find_config, load_config
+
+    config = load_config(find_config(args.config))
+    cal = config.calendar
+    if not (cal.oauth_client_id and cal.oauth_client_secret):
+        print(
+            "reminderd: set calendar.oauth_client_id and calendar.oauth_client_secret_file (or "
+            "_env, _credential) first: the OAuth client of your Google Cloud project",
+            file=sys.stderr,
+        )
+        return 78
+    device_url = args.device_url or cal.oauth_token_url.rsplit("/", 1)[0] + "/device/code"
+    token = device_flow(
+        cal.oauth_client_id,
+        cal.oauth_client_secret.resolve(),
+        cal.oauth_token_url,
+        device_url,
+        lambda line: print(line, flush=True),
+    )
+    path = config.state_dir / "google-refresh-token"
+    store_token(path, token)
+    print(f"stored the refresh token in {path} (readable by its owner only)")
+    print(f"in the config: calendar.oauth_refresh_token_file: {path}")
     return 0
 
 
@@ -426,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("when", metavar="WHEN")
     p.add_argument("text", metavar="TEXT", nargs="+", help="the next step's purpose")
     p.set_defaults(func=cmd_outcome, kind="next")
+    p = sub.add_parser(
+        "auth", parents=[common], help="one-time OAuth2 sign-in for a calendar provider"
+    )
+    p.add_argument("provider", choices=["google"])
+    p.add_argument("--device-url", help=argparse.SUPPRESS)  # tests: a local device endpoint
+    p.set_defaults(func=cmd_auth)
     p = sub.add_parser(
         "log", parents=[common], help="history: touches, alerts sent, outcomes and their source"
     )

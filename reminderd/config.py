@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .didyoumean import did_you_mean
 from .errors import ConfigError, InvalidValue, MissingInputError, Problem, SecretError
@@ -29,6 +29,9 @@ from .sources.entries import EMAIL_ADDRESS, ENUM_KEYS, Defaults, FileContext, pa
 from .sources.files import read_text
 from .sources.tree import Map, Node, Scalar, Seq, kind_name
 from .sources.yamlfile import parse_yaml
+
+if TYPE_CHECKING:
+    from .calendar.profiles import Profile
 from .timeparse import get_zone, parse_clock, parse_duration, system_zone_name
 
 SECRET_WAYS = ("env", "file", "command", "credential")
@@ -212,6 +215,29 @@ SPEC: tuple[Option, ...] = (
     Option("calendar", "connections", _int(1, 16), 4, "parallel requests during a sync"),
     Option(
         "calendar",
+        "profile",
+        _choice("generic", "google", "icloud", "fastmail", "nextcloud"),
+        None,
+        "the provider's rules (alarm cap, conditional headers, UIDs, rate); default: from the URL",
+    ),
+    Option("calendar", "oauth_client_id", _str, None, "OAuth2 client id (Google)"),
+    Option("calendar", "oauth_client_secret", SECRET, None, "OAuth2 client secret (Google)"),
+    Option(
+        "calendar",
+        "oauth_refresh_token",
+        SECRET,
+        None,
+        "OAuth2 refresh token (Google; `reminderd auth google` gets one)",
+    ),
+    Option(
+        "calendar",
+        "oauth_token_url",
+        _url,
+        "https://oauth2.googleapis.com/token",
+        "OAuth2 token endpoint",
+    ),
+    Option(
+        "calendar",
         "server_edits",
         _choice("adopt", "repair"),
         "adopt",
@@ -338,6 +364,18 @@ class CalendarConfig:
     sync_interval: timedelta
     connections: int
     server_edits: str  # adopt | repair
+    profile: str | None  # None: from the URL (`calendar.profiles.detect`)
+    oauth_client_id: str | None
+    oauth_client_secret: SecretRef | None
+    oauth_refresh_token: SecretRef | None
+    oauth_token_url: str
+
+    @property
+    def rules(self) -> Profile:
+        """The provider's rules this calendar is written under."""
+        from .calendar.profiles import PROFILES, detect
+
+        return PROFILES[self.profile or detect(self.url)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +517,7 @@ def load_config(path: Path) -> Config:
         _check_email(email_values, root.get("email"), root.items["email"][0], ctx)  # type: ignore[arg-type]
     calendar = values["calendar"]
     cal_node = root.get("calendar")
+    _check_oauth(calendar, cal_node, root.items.get("calendar", (root.line, None))[0], ctx)
     if not calendar["url"] and isinstance(cal_node, Map) and "listen" in cal_node.items:
         host = calendar["listen"].rpartition(":")[0]
         if not is_loopback(host) and not (calendar["username"] and calendar["password"]):
@@ -739,6 +778,35 @@ def _check_sms(sms: dict[str, Any], node: Map, line: int, ctx: FileContext) -> N
             ctx.problem(line, "sms.to is required: the number the reminders go to")
         if not sms["from"] and not sms["messaging_service_sid"]:
             ctx.problem(line, "sms needs 'from' (a number) or 'messaging_service_sid'")
+
+
+def _check_oauth(cal: dict[str, Any], node: Node | None, line: int, ctx: FileContext) -> None:
+    """Google takes OAuth2 only: a refresh token, the client it was issued to, no password."""
+    from .calendar.profiles import PROFILES, detect
+
+    rules = PROFILES[cal["profile"] or detect(cal["url"])]
+    oauth = [k for k in ("oauth_client_id", "oauth_client_secret", "oauth_refresh_token") if cal[k]]
+    if rules.oauth2:
+        missing = [
+            k
+            for k in ("oauth_client_id", "oauth_client_secret", "oauth_refresh_token")
+            if not cal[k]
+        ]
+        if missing:
+            ctx.problem(
+                line,
+                f"calendar.profile {rules.name} takes OAuth2 only: set "
+                + ", ".join(f"calendar.{k}" for k in missing)
+                + " (`reminderd auth google` gets a refresh token)",
+            )
+        if cal["password"] is not None:
+            ctx.problem(line, f"calendar.profile {rules.name} takes no password, only OAuth2")
+    elif oauth:
+        ctx.problem(
+            line,
+            f"calendar.{oauth[0]} is for OAuth2 providers (calendar.profile google), "
+            f"not {rules.name}",
+        )
 
 
 EMAIL_PORTS = {"starttls": 587, "tls": 465, "none": 25}

@@ -37,9 +37,25 @@ HASH_PROP = "X-REMINDERD-HASH"
 ZERO = timedelta(0)
 
 
-def uid_for(key: str) -> str:
-    """`acme-close#1` -> `acme-close#1@reminderd`: the stable UID of a touch."""
-    return f"{key}@{UID_DOMAIN}"
+def uid_for(key: str, salt: str = "") -> str:
+    """`acme-close#1` -> `acme-close#1@reminderd`: the stable UID of a touch.
+
+    `salt` (`~` and letters or digits) makes it unique where a provider asks
+    for more: across an account's calendars (Fastmail), or never the UID of
+    an event it keeps in a trash bin (Nextcloud); see `calendar.profiles`.
+    """
+    return f"{key}{salt}@{UID_DOMAIN}"
+
+
+_SALT = re.compile(r"(~[a-z0-9]+)*")
+
+
+def is_uid_of(uid: str, key: str) -> bool:
+    """Whether `uid` is one reminderd gives the touch `key` (with any salt)."""
+    suffix = f"@{UID_DOMAIN}"
+    if not (uid.startswith(key) and uid.endswith(suffix)):
+        return False
+    return _SALT.fullmatch(uid[len(key) : -len(suffix)]) is not None
 
 
 def href_name(uid: str) -> str:
@@ -210,7 +226,9 @@ def _vtimezone_for(zone: ZoneInfo, instants: list[datetime]) -> icalendar.Timezo
     return _vtimezone(zone, from_year, last.year if rules is None else 0)
 
 
-def render(touch: Touch, stamp: datetime | None = None, method: str | None = None) -> bytes:
+def render(
+    touch: Touch, stamp: datetime | None = None, method: str | None = None, uid: str | None = None
+) -> bytes:
     """The VCALENDAR for one touch.
 
     VTIMEZONE (unless in UTC), VEVENT, one VALARM per alarm offset.
@@ -224,7 +242,7 @@ def render(touch: Touch, stamp: datetime | None = None, method: str | None = Non
     if method:
         cal.add("method", method)
     event = icalendar.Event()
-    event.add("uid", uid_for(touch.key))
+    event.add("uid", uid or uid_for(touch.key))
     event.add("dtstamp", (stamp or datetime.now(UTC)).replace(microsecond=0))
     zones = {_add_time(event, "dtstart", touch.start), _add_time(event, "dtend", touch.end)}
     event.add("summary", summary_line(touch))
@@ -273,7 +291,7 @@ def ownership(data: bytes) -> tuple[str, str | None] | None:
         return None  # never ours: we always write the key
     if len(keys) == 1 and len(uids) == 1 and b"\\" not in keys[0]:
         key = keys[0].decode("utf-8", "replace")
-        if uids[0].decode("utf-8", "replace") != uid_for(key):
+        if not is_uid_of(uids[0].decode("utf-8", "replace"), key):
             return None
         hashes = fields.get(b"X-REMINDERD-HASH", [])
         return key, hashes[0].decode("ascii", "replace") if len(hashes) == 1 else None
@@ -288,7 +306,7 @@ def _ownership_parsed(data: bytes) -> tuple[str, str | None] | None:
     for event in cal.walk("VEVENT"):
         key = event.get(OWNER_PROP)
         uid = str(event.get("UID", ""))
-        if key and uid == uid_for(str(key)):
+        if key and is_uid_of(uid, str(key)):
             found = event.get(HASH_PROP)
             return str(key), str(found) if found else None
     return None

@@ -17,6 +17,7 @@ from .protocol import CalendarStore
 if TYPE_CHECKING:
     from ..config import Config
     from ..store.protocol import StateStore
+    from .oauth import BearerAuth
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ def open_calendar(
     username = cal.username
     server: EmbeddedServer | None = None
     url = cal.url
+    rules = cal.rules
+    auth = bearer_auth(config) if rules.oauth2 and url else None
     if not url:
         server = embedded_server(config, password)
         username, url = server.username, server.url
@@ -59,12 +62,30 @@ def open_calendar(
         key = _cache_key(config, url, username)
         found = db.get(key)
         if not found:
-            found = discover(url, username, password, cal.name, cal.verify_tls, create)
+            found = discover(
+                url, username, password, cal.name, cal.verify_tls, create, rules=rules, auth=auth
+            )
             db.set(key, found)
-        yield DavCalendar(found, username, password, cal.verify_tls, cal.connections)
+        yield DavCalendar(
+            found, username, password, cal.verify_tls, cal.connections, rules=rules, auth=auth
+        )
     finally:
         if server is not None:
             server.stop()
+
+
+def bearer_auth(config: Config) -> BearerAuth:
+    """OAuth2 for this calendar; the secrets are resolved here, at first use."""
+    from .oauth import BearerAuth
+
+    cal = config.calendar
+    assert cal.oauth_client_id and cal.oauth_client_secret and cal.oauth_refresh_token
+    return BearerAuth(
+        cal.oauth_client_id,
+        cal.oauth_client_secret.resolve(),
+        cal.oauth_refresh_token.resolve(),
+        cal.oauth_token_url,
+    )
 
 
 def port_taken(server: EmbeddedServer) -> PortTaken:

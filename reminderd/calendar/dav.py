@@ -10,6 +10,7 @@ server alike. Library and HTTP errors become our own error types here.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -19,9 +20,11 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 
 from ..errors import AuthFailed, ReminderdError, ServerUnreachable
 from ..retry import backoff
+from .profiles import PROFILES, Profile
 
 # Defined with the protocol, so every backend raises the same types; re-exported
 # here for the callers that import them from the adapter.
@@ -31,6 +34,7 @@ from .protocol import PreconditionFailed as PreconditionFailed
 from .protocol import RequestFailed as RequestFailed
 
 log = logging.getLogger(__name__)
+GENERIC = PROFILES["generic"]
 
 NS = {"d": "DAV:", "cs": "http://calendarserver.org/ns/", "c": "urn:ietf:params:xml:ns:caldav"}
 TIMEOUT = 30
@@ -55,14 +59,29 @@ class DavCalendar:
         password: str | None,
         verify_tls: bool = True,
         connections: int = 4,
+        *,
+        rules: Profile = GENERIC,
+        auth: AuthBase | None = None,
     ) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.path = urlsplit(self.url).path
-        self._auth = (username, password or "") if username else None
+        self._auth: AuthBase | tuple[str, str] | None = auth or (
+            (username, password or "") if username else None
+        )
         self._verify = verify_tls
         self._local = threading.local()
         self._one_writer = threading.BoundedSemaphore(1)
         self._writers = threading.BoundedSemaphore(max(1, connections))
+        self.rules = rules
+        self.reuse_uids = rules.reuse_uids
+        # one account, many calendars: a UID unique to this calendar (Cyrus/Fastmail)
+        self.uid_salt = (
+            "~" + hashlib.blake2b(self.path.encode(), digest_size=4).hexdigest()
+            if rules.account_wide_uids
+            else ""
+        )
+        self._pace = threading.Lock()
+        self._next_request = 0.0
 
     # -- HTTP plumbing
 
@@ -95,6 +114,7 @@ class DavCalendar:
         """
         for attempt in range(RETRIES + 1):
             last = attempt == RETRIES
+            self._wait_turn()
             try:
                 response = self._session().request(
                     method, url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
@@ -115,6 +135,10 @@ class DavCalendar:
                     break
                 if method in ("PUT", "DELETE") and response.status_code in (423, 500):
                     self._serialise_writes()
+                wait = _retry_after(response)
+                if wait is not None:  # the provider says how long (429, 503): do as it says
+                    time.sleep(wait)
+                    continue
             time.sleep(backoff(attempt, base=0.1, cap=2.0, jitter=0.5))
         if response.status_code == 401:
             raise AuthFailed(
@@ -125,6 +149,17 @@ class DavCalendar:
                 f"{_origin(url)}: server unavailable (HTTP {response.status_code})"
             )
         return response
+
+    def _wait_turn(self) -> None:
+        """At most one request per `rules.min_interval` (providers that rate-limit)."""
+        if not self.rules.min_interval:
+            return
+        with self._pace:
+            now = time.monotonic()
+            start = max(now, self._next_request)
+            self._next_request = start + self.rules.min_interval
+        if start > now:
+            time.sleep(start - now)
 
     def _multistatus(self, method: str, body: bytes, depth: str) -> ET.Element:
         response = self.request(
@@ -205,8 +240,11 @@ class DavCalendar:
     def put(self, href: str, data: bytes, etag: str | None, create: bool) -> str | None:
         """Create (If-None-Match: *) or update (If-Match). Returns the new ETag if given."""
         headers = {"Content-Type": "text/calendar; charset=utf-8"}
-        if create:
+        if create and self.rules.create_precondition:
             headers["If-None-Match"] = "*"
+        elif create:  # no If-None-Match (Google): look first; a race is caught by the UID
+            if self.get(href) is not None:
+                raise PreconditionFailed(f"PUT {href}: exists on the server")
         elif etag:
             headers["If-Match"] = etag
         with self._writers:
@@ -244,6 +282,14 @@ class DavCalendar:
         return unquote(urlsplit(text.strip()).path)
 
 
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from a 429/503's Retry-After (a number of seconds), capped at 30."""
+    if response.status_code not in (429, 503):
+        return None
+    value = response.headers.get("Retry-After", "").strip()
+    return min(float(value), 30.0) if value.isdigit() else None
+
+
 def _xml_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -262,6 +308,12 @@ class CalendarMissing(ReminderdError):
     """No calendar of that name yet, and we were asked not to create one (dry run)."""
 
 
+class CalendarCannotBeCreated(ReminderdError):
+    """No calendar of that name, and the provider does not let clients make one."""
+
+    exit_code = 78  # a configuration the user must change
+
+
 def discover(
     url: str,
     username: str | None,
@@ -269,8 +321,12 @@ def discover(
     name: str,
     verify_tls: bool = True,
     create: bool = True,
+    *,
+    rules: Profile = GENERIC,
+    auth: AuthBase | None = None,
 ) -> str:
-    """The URL of the calendar called `name` (created if missing).
+    """The URL of the calendar called `name` (created if missing, where the provider
+    lets clients create calendars).
 
     `url` may be a calendar itself, a principal, a calendar home or a server
     root; the `caldav` library walks the well-known discovery steps.
@@ -278,19 +334,21 @@ def discover(
     import caldav
     from caldav.lib import error as caldav_error
 
-    probe = DavCalendar(url, username, password, verify_tls)
+    probe = DavCalendar(url, username, password, verify_tls, rules=rules, auth=auth)
     root = probe._multistatus("PROPFIND", _propfind_body("d:resourcetype"), "0")
     if root.find(".//d:resourcetype/c:calendar", NS) is not None:
         return probe.url
     try:
         client_class: Any = caldav.DAVClient
+        extra: dict[str, Any] = {"auth": auth} if auth is not None else {}
         client = client_class(
             url=url,
-            username=username,
-            password=password,
+            username=None if auth is not None else username,
+            password=None if auth is not None else password,
             ssl_verify_cert=verify_tls,
             timeout=TIMEOUT,
             enable_rfc6764=False,
+            **extra,
         )
         principal: Any = client.principal()
         for cal in principal.calendars():
@@ -298,12 +356,18 @@ def discover(
                 return str(cal.url)
         if not create:
             raise CalendarMissing(f"no calendar named {name!r} on {_origin(url)} yet")
+        if not rules.make_calendar:
+            raise CalendarCannotBeCreated(
+                f"no calendar named {name!r} on {_origin(url)}, and {rules.name} does not let "
+                f"clients create calendars: create {name!r} there, or give its URL as "
+                "calendar.url"
+            )
         log.info("creating calendar %r on %s", name, _origin(url))
         created: Any = principal.make_calendar(name=name)
         return str(created.url)
     except caldav_error.AuthorizationError:
         raise AuthFailed(f"{_origin(url)} refused the credentials") from None
-    except CalendarMissing:
+    except (CalendarMissing, CalendarCannotBeCreated):
         raise
     except Exception as exc:  # caldav raises DAVError, niquests and socket errors alike
         raise ServerUnreachable(

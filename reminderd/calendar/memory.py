@@ -22,6 +22,7 @@ rule, server-side rewriting of the data, or ETags derived from the content
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -73,8 +74,13 @@ class MemoryCalendar:
         sync_tokens: bool = True,
         ctag: bool = True,
         etags_on_put: bool = True,
+        uid_salt: str = "",
+        reuse_uids: bool = True,
     ) -> None:
         self._url = url if url.endswith("/") else url + "/"
+        self.uid_salt = uid_salt
+        self.reuse_uids = reuse_uids  # False: like Nextcloud, a deleted UID stays in a trash bin
+        self._trash: set[bytes] = set()
         self.path = urlsplit(self._url).path
         self.sync_tokens = sync_tokens
         self.ctag = ctag
@@ -143,6 +149,9 @@ class MemoryCalendar:
             if not data.lstrip().startswith(b"BEGIN:VCALENDAR"):
                 self._log.append(Request("PUT", href, 400, if_match, create))
                 raise RequestFailed(f"PUT {href}: HTTP 400 (not iCalendar data)", 400)
+            if _uid(data) in self._trash:
+                self._log.append(Request("PUT", href, 409, if_match, create))
+                raise RequestFailed(f"PUT {href}: HTTP 409 (UID in the trash bin)", 409)
             new = self._store(href, data)
             self._log.append(Request("PUT", href, 204 if current else 201, if_match, create))
             if lost is not None:
@@ -159,6 +168,8 @@ class MemoryCalendar:
                 self._log.append(Request("DELETE", href, 412, etag))
                 raise PreconditionFailed(f"DELETE {href}: changed on the server (412)")
             else:
+                if not self.reuse_uids:
+                    self._trash.add(_uid(current.data))
                 self._remove(href)
                 self._log.append(Request("DELETE", href, 204, etag))
             if lost is not None:
@@ -206,6 +217,8 @@ class MemoryCalendar:
         with self._lock:
             if href not in self._objects:
                 raise KeyError(f"no object {href} in the memory calendar")
+            if not self.reuse_uids:
+                self._trash.add(_uid(self._objects[href].data))
             self._remove(href)
 
     def forget_sync_tokens(self) -> None:
@@ -305,6 +318,11 @@ def _error(method: str, href: str, status: int) -> ReminderdError:
     if method in WRITES and status == 412:
         return PreconditionFailed(f"{method} {href}: changed on the server (412, injected)")
     return RequestFailed(f"{method} {href}: HTTP {status} (injected)", status)
+
+
+def _uid(data: bytes) -> bytes:
+    found = re.search(rb"^UID:(.*?)\r?$", data, re.M)
+    return found.group(1).strip() if found else b""
 
 
 def foreign_event(uid: str, summary: str) -> bytes:

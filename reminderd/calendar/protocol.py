@@ -62,6 +62,16 @@ class CalendarStore(Protocol):
         """The collection's URL, ending in `/`: the key of its rows in the state."""
         ...
 
+    @property
+    def uid_salt(self) -> str:
+        """What makes our UIDs unique on this calendar's account (`ical.uid_for`); often ""."""
+        ...
+
+    @property
+    def reuse_uids(self) -> bool:
+        """Whether a UID we deleted may be written again (not where a trash bin keeps it)."""
+        ...
+
     def collection(self) -> Collection:
         """The collection's current sync token and ctag (one cheap read)."""
         ...

@@ -89,12 +89,23 @@ class ServerEdits(Protocol):
     def deleted(self, touch: Touch) -> None: ...
 
 
-def desired_events(cal: CalendarStore, commitments: Iterable[Commitment]) -> dict[str, Desired]:
+RETIRED = "retired-uids:"  # + calendar URL: UIDs we deleted where they may not come back
+
+
+def desired_events(
+    cal: CalendarStore, commitments: Iterable[Commitment], retired: frozenset[str] = frozenset()
+) -> dict[str, Desired]:
+    """The event each wanted touch should have; a touch whose UID we deleted on a
+    server that keeps it in a trash bin (`retired`) gets the next generation's."""
     found: dict[str, Desired] = {}
     for c in commitments:
         for t in touches(c):
             if wants_event(t):
-                uid = uid_for(t.key)
+                uid = uid_for(t.key, cal.uid_salt)
+                generation = 2
+                while uid in retired:
+                    uid = uid_for(t.key, f"{cal.uid_salt}~{generation}")
+                    generation += 1
                 found[uid] = Desired(uid, cal.href_for(href_name(uid)), content_hash(t), t)
     return found
 
@@ -164,7 +175,8 @@ def sync_calendar(
     moved is a move. Without, the file wins (`server_edits: repair`).
     """
     state = db.events(cal.url)
-    desired = desired_events(cal, commitments)
+    retired = frozenset(db.get(RETIRED + cal.url) or ()) if not cal.reuse_uids else frozenset()
+    desired = desired_events(cal, commitments, retired)
     remote, marker = server_view(cal, db, state)
     plan = plan_sync(desired, state, remote)
     result = SyncResult(unchanged=plan.unchanged, dry_run=dry_run)
@@ -183,6 +195,27 @@ def sync_calendar(
                 edits.deleted(redo.want.touch)
                 result.skipped += 1
             plan.actions = [Forget(a.want.uid) if a in recreates else a for a in plan.actions]
+    if not cal.reuse_uids and not dry_run:
+        gone = {
+            a.want.uid: a.want.touch.key
+            for a in plan.actions
+            if isinstance(a, Create) and a.recreate
+        }
+        if gone:  # deleted on the server, kept in its trash bin: write them under new UIDs
+            retired |= set(gone)
+            db.set(RETIRED + cal.url, sorted(retired))
+            for uid in gone:
+                db.forget_event(cal.url, uid)
+            state = db.events(cal.url)
+            desired = desired_events(cal, commitments, retired)
+            plan = plan_sync(desired, state, remote)
+            again = set(gone.values())
+            plan.actions = [
+                Create(a.want, recreate=True)
+                if isinstance(a, Create) and a.want.touch.key in again
+                else a
+                for a in plan.actions
+            ]
     if plan.mass_delete() and not force:
         raise MassDeleteRefused(
             f"this sync would delete {plan.count(Delete)} of the {plan.owned} events "
@@ -277,7 +310,7 @@ _Outcome = tuple[str, str | None, str | None, datetime | None]
 def _execute(cal: CalendarStore, action: Action, edits: ServerEdits | None = None) -> _Outcome:
     """One write on a worker thread; returns what happened for the main thread to record."""
     if isinstance(action, Create):
-        data = render(action.want.touch)
+        data = render(action.want.touch, uid=action.want.uid)
         try:
             return (
                 ("recreated" if action.recreate else "created"),
@@ -306,7 +339,7 @@ def _execute(cal: CalendarStore, action: Action, edits: ServerEdits | None = Non
                 and ownership(held) is not None
             ):
                 return "moved", etag, served, start
-        data = render(action.want.touch)
+        data = render(action.want.touch, uid=action.want.uid)
         try:
             return (
                 ("repaired" if action.drift else "updated"),
@@ -342,7 +375,7 @@ def _execute(cal: CalendarStore, action: Action, edits: ServerEdits | None = Non
 def _adopt(cal: CalendarStore, want: Desired, etag: str | None) -> _Outcome:
     found = cal.get(want.href)
     if found is None:
-        data = render(want.touch)
+        data = render(want.touch, uid=want.uid)
         return "created", cal.put(want.href, data, None, create=True), served_hash(data), None
     held, etag_now = found
     owner = ownership(held)
@@ -352,7 +385,7 @@ def _adopt(cal: CalendarStore, want: Desired, etag: str | None) -> _Outcome:
         )
     if owner[1] == want.hash:
         return "adopted", etag_now, served_hash(held), None
-    data = render(want.touch)
+    data = render(want.touch, uid=want.uid)
     return "updated", cal.put(want.href, data, etag_now, create=False), served_hash(data), None
 
 
@@ -363,6 +396,8 @@ def _record(
     if isinstance(action, Delete):
         if action.uid is not None:
             db.forget_event(cal.url, action.uid)
+            if not cal.reuse_uids and what == "deleted":
+                db.set(RETIRED + cal.url, [*(db.get(RETIRED + cal.url) or ()), action.uid])
         if what == "deleted":
             result.deleted += 1
         return
