@@ -329,11 +329,21 @@ def served_hash(data: bytes) -> str:
         if line.strip()
     ]
     kept = sorted(
-        line
+        part
         for line in lines
         if re.split(rb"[;:]", line, maxsplit=1)[0].upper() not in SERVER_REWRITES
+        for part in _one_per_value(line)
     )
     return hashlib.blake2b(b"\n".join(kept), digest_size=16).hexdigest()
+
+
+def _one_per_value(line: bytes) -> list[bytes]:
+    """`CATEGORIES:a,b` as `CATEGORIES:a` and `CATEGORIES:b`: servers store it either way
+    (Cyrus splits it), and both say the same."""
+    name, sep, value = line.partition(b":")
+    if sep and name.upper() == b"CATEGORIES":
+        return [name + b":" + v for v in re.split(rb"(?<!\\),", value)]
+    return [line]
 
 
 def event_start(data: bytes, zone: ZoneInfo) -> datetime | None:

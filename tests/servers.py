@@ -1,7 +1,8 @@
 """Real servers on 127.0.0.1 for the tests, and a recording proxy to count requests.
 
 Radicale and Xandikos are pip packages (test extra) started here directly;
-SabreDAV comes from ../shared/testbed (Debian's php-sabre-dav). A server
+SabreDAV comes from ../shared/testbed (Debian's php-sabre-dav), Cyrus from Debian's
+cyrus-imapd, cyrus-caldav and sasl2-bin (tests/cyrus.py). A server
 that cannot be started is a skip with the reason, never a silent pass.
 """
 
@@ -143,7 +144,7 @@ def start_sabredav(tmp: Path) -> tuple[CalendarServer, list[int]]:
     )
 
 
-CALENDAR_SERVERS = ("radicale", "xandikos", "sabredav")
+CALENDAR_SERVERS = ("radicale", "xandikos", "sabredav", "cyrus")
 
 
 def start_calendar_server(name: str, tmp: Path) -> tuple[CalendarServer, list[int]]:
@@ -156,6 +157,10 @@ def start_calendar_server(name: str, tmp: Path) -> tuple[CalendarServer, list[in
         return srv, [proc.pid]
     if name == "sabredav":
         return start_sabredav(tmp)
+    if name == "cyrus":  # Debian's cyrus-imapd + cyrus-caldav (Fastmail's engine): tests/cyrus.py
+        from cyrus import start_cyrus
+
+        return start_cyrus(tmp)
     raise ValueError(f"unknown calendar server {name!r}; one of {CALENDAR_SERVERS}")
 
 

@@ -203,7 +203,7 @@ class DavCalendar:
                 continue
             if item.find(".//d:resourcetype/d:collection", NS) is not None:
                 continue
-            found[href] = item.findtext(".//d:getetag", namespaces=NS)
+            found[href] = _strong(item.findtext(".//d:getetag", namespaces=NS))
         return found
 
     def changes(self, token: str) -> tuple[dict[str, str | None], set[str], str | None]:
@@ -224,7 +224,7 @@ class DavCalendar:
             if " 404" in status:
                 deleted.add(href)
             else:
-                changed[href] = item.findtext(".//d:getetag", namespaces=NS)
+                changed[href] = _strong(item.findtext(".//d:getetag", namespaces=NS))
         return changed, deleted, root.findtext("d:sync-token", namespaces=NS)
 
     def get(self, href: str) -> tuple[bytes, str | None] | None:
@@ -233,7 +233,7 @@ class DavCalendar:
             return None
         if response.status_code != 200:
             raise RequestFailed(f"GET {href}: HTTP {response.status_code}", response.status_code)
-        return response.content, response.headers.get("ETag")
+        return response.content, _strong(response.headers.get("ETag"))
 
     # -- writing, always conditional
 
@@ -251,12 +251,19 @@ class DavCalendar:
             response = self.request("PUT", self._abs(href), body=data, headers=headers)
         if response.status_code == 412:
             raise PreconditionFailed(f"PUT {href}: changed or exists on the server (412)")
+        if response.status_code == 403 and "unique-scheduling-object-resource" in response.text:
+            raise RequestFailed(
+                f"PUT {href}: the server already holds this event's UID in another calendar "
+                "of the account (Cyrus, Fastmail: UIDs are unique per account); set "
+                "calendar.profile: fastmail",
+                403,
+            )
         if response.status_code not in (200, 201, 204):
             raise RequestFailed(
                 f"PUT {href}: HTTP {response.status_code} {_short(response.text)}",
                 response.status_code,
             )
-        return response.headers.get("ETag")
+        return _strong(response.headers.get("ETag"))
 
     def delete(self, href: str, etag: str | None) -> None:
         headers = {"If-Match": etag} if etag else {}
@@ -280,6 +287,30 @@ class DavCalendar:
         if not text:
             return None
         return unquote(urlsplit(text.strip()).path)
+
+
+def _follow(
+    url: str,
+    username: str | None,
+    password: str | None,
+    verify_tls: bool,
+    rules: Profile,
+    auth: AuthBase | None,
+) -> str:
+    """Where `url` leads after the redirects a server gives for it (`/.well-known/caldav`)."""
+    for _ in range(5):
+        probe = DavCalendar(url, username, password, verify_tls, rules=rules, auth=auth)
+        reply = probe.request("PROPFIND", probe.url, headers={"Depth": "0"})
+        if reply.status_code not in (301, 302, 307, 308) or "Location" not in reply.headers:
+            return url
+        url = urljoin(probe.url, reply.headers["Location"])
+    return url
+
+
+def _strong(etag: str | None) -> str | None:
+    """The ETag as listings give it: a compressed GET may mark it weak (`W/"x"`, Cyrus),
+    and the same tag must compare equal however it was read."""
+    return etag[2:] if etag and etag.startswith("W/") else etag
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -334,10 +365,16 @@ def discover(
     import caldav
     from caldav.lib import error as caldav_error
 
+    url = _follow(url, username, password, verify_tls, rules, auth)
     probe = DavCalendar(url, username, password, verify_tls, rules=rules, auth=auth)
-    root = probe._multistatus("PROPFIND", _propfind_body("d:resourcetype"), "0")
+    root = probe._multistatus(
+        "PROPFIND", _propfind_body("d:resourcetype", "d:current-user-principal"), "0"
+    )
     if root.find(".//d:resourcetype/c:calendar", NS) is not None:
         return probe.url
+    # asked with our credentials: a server that answers an anonymous PROPFIND with 207
+    # and no principal (Cyrus at / and /dav/) would send the library astray
+    principal_href = root.findtext(".//d:current-user-principal/d:href", namespaces=NS)
     try:
         client_class: Any = caldav.DAVClient
         extra: dict[str, Any] = {"auth": auth} if auth is not None else {}
@@ -350,7 +387,12 @@ def discover(
             enable_rfc6764=False,
             **extra,
         )
-        principal: Any = client.principal()
+        principal_class: Any = caldav.Principal
+        principal: Any = (
+            principal_class(client=client, url=urljoin(url, principal_href.strip()))
+            if principal_href
+            else client.principal()
+        )
         for cal in principal.calendars():
             if (cal.get_display_name() or "") == name:
                 return str(cal.url)

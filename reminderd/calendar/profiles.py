@@ -69,8 +69,10 @@ def detect(url: str | None) -> str:
         return "google"
     if host.endswith("icloud.com"):
         return "icloud"
-    if host.endswith(("fastmail.com", "messagingengine.com")):
-        return "fastmail"
+    if host.endswith(("fastmail.com", "messagingengine.com")) or parts.path.startswith(
+        "/dav/calendars/"
+    ):
+        return "fastmail"  # Fastmail, or any Cyrus (its DAV paths)
     if "/remote.php/dav" in parts.path:
         return "nextcloud"
     return "generic"
