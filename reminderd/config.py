@@ -817,8 +817,10 @@ def _check_email(email: dict[str, Any], node: Map, line: int, ctx: FileContext) 
     for key in ("host", "from", "to"):
         if not email[key]:
             ctx.problem(line, f"email.{key} is required")
-    for key in ("from", "to"):
-        if email[key] and not EMAIL_ADDRESS.match(email[key]):
+    from email.utils import parseaddr
+
+    for key in ("from", "to"):  # `Name <address>` or a bare address
+        if email[key] and not EMAIL_ADDRESS.match(parseaddr(email[key])[1]):
             ctx.problem(node.items[key][0], f"email.{key}: '{email[key]}' is not an e-mail address")
     if email["security"] == "none" and email["host"] and not is_loopback(email["host"]):
         where = node.items["security"][0] if "security" in node.items else line

@@ -287,7 +287,7 @@ class Daemon:
             config = _keep_runtime(config, old)
         if config.sms != old.sms or config.timezone != old.timezone:
             try:
-                self._restart_sms(config)
+                self._restart_sms(config, commitments)
             except ReminderdError as exc:  # e.g. a secret that no longer resolves
                 log.error("new SMS settings not applied, the running ones stay in force: %s", exc)
                 self._record_error("config", f"SMS settings: {exc}")
@@ -301,9 +301,9 @@ class Daemon:
             self._clear_error("config")
         else:
             self._clear_error("config")
-        if config.email != old.email:
+        if config.email != old.email or config.timezone != old.timezone:
             try:
-                self._restart_email(config)
+                self._restart_email(config, commitments)
             except ReminderdError as exc:
                 log.error("new email settings not applied, the running ones stay: %s", exc)
                 self._record_error("config", f"email settings: {exc}")
@@ -384,13 +384,26 @@ class Daemon:
             lambda: self.current.commitments if self.current else None,
         )
 
-    def _start_sms(self, config: Config, scheduler: SmsScheduler | None = None) -> None:
+    def _planned(self, commitments: tuple[Commitment, ...] | None) -> tuple[Commitment, ...] | None:
+        """What a timer starting now plans from: the commitments being loaded, else the
+        running ones (a reload passes its own: the running ones are the old ones)."""
+        if commitments is not None:
+            return commitments
+        return self.current.commitments if self.current is not None else None
+
+    def _start_sms(
+        self,
+        config: Config,
+        scheduler: SmsScheduler | None = None,
+        commitments: tuple[Commitment, ...] | None = None,
+    ) -> None:
         if config.sms is None:
             log.info("SMS backups are off (no sms section in the config)")
             return
         scheduler = scheduler or self._make_scheduler(config)
-        if self.current is not None and self.current.commitments is not None:
-            scheduler.replan(self.current.commitments, started=False)
+        planned = self._planned(commitments)
+        if planned is not None:
+            scheduler.replan(planned, started=False)
         self.scheduler = scheduler
         scheduler.start()
         self._start_replies(config, scheduler)
@@ -409,17 +422,23 @@ class Daemon:
             lambda: self.current.commitments if self.current else None,
         )
 
-    def _start_email(self, config: Config, scheduler: SmsScheduler | None = None) -> None:
+    def _start_email(
+        self,
+        config: Config,
+        scheduler: SmsScheduler | None = None,
+        commitments: tuple[Commitment, ...] | None = None,
+    ) -> None:
         """Email alerts and the email digest (`email:`)."""
         if config.email is None:
             return
         scheduler = scheduler or self._make_email_scheduler(config)
-        if self.current is not None and self.current.commitments is not None:
-            scheduler.replan(self.current.commitments, started=False)
+        planned = self._planned(commitments)
+        if planned is not None:
+            scheduler.replan(planned, started=False)
         self.email = scheduler
         scheduler.start()
 
-    def _restart_email(self, config: Config) -> None:
+    def _restart_email(self, config: Config, commitments: tuple[Commitment, ...]) -> None:
         """New email settings: the new timer is built first, so settings that fail leave
         the running ones in force."""
         new = self._make_email_scheduler(config) if config.email is not None else None
@@ -427,7 +446,7 @@ class Daemon:
             self.email.shutdown()
             self.email = None
         if new is not None:
-            self._start_email(config, new)
+            self._start_email(config, new, commitments)
 
     def _start_replies(self, config: Config, scheduler: SmsScheduler) -> None:
         """SMS replies as commands (`sms.replies`); a receiver that cannot start is logged,
@@ -478,7 +497,7 @@ class Daemon:
             self.replies.close()
             self.replies = None
 
-    def _restart_sms(self, config: Config) -> None:
+    def _restart_sms(self, config: Config, commitments: tuple[Commitment, ...]) -> None:
         """New SMS settings (number, provider, quiet hours, digest...): a new scheduler.
 
         The new one is built first (secrets resolved); only then is the old one
@@ -489,7 +508,7 @@ class Daemon:
         if self.scheduler is not None:
             self.scheduler.shutdown()
             self.scheduler = None
-        self._start_sms(config, new)
+        self._start_sms(config, new, commitments)
 
     # -- reporting
 
