@@ -35,7 +35,8 @@ from reminderd.calendar.dav import DavCalendar, discover
 from reminderd.calendar.memory import MemoryCalendar, Request, foreign_event
 from reminderd.calendar.protocol import CalendarStore
 from reminderd.errors import MassDeleteRefused
-from reminderd.model import Commitment, Contact, FollowUp
+from reminderd.ical import render, uid_for
+from reminderd.model import Commitment, Contact, FollowUp, touches
 from reminderd.outcomes import log as outcome_log
 from reminderd.outcomes.apply import CalendarEdits
 from reminderd.store.keys import SYNC_MARKER
@@ -534,4 +535,20 @@ def test_a_server_rewrite_is_not_an_edit(run: Run) -> None:
     result = run.sync(items, edits=adopting(run, items))
     assert run.backend.requests("PUT", "DELETE") == [] and result.errors == []
     assert (result.updated, result.moved) == (0, 0)
+    assert_nothing_to_do(run, items)
+
+
+def test_our_own_write_whose_answer_was_lost_is_not_an_edit(run: Run) -> None:
+    """A PUT landed but the process died before recording its ETag: the next sync finds
+    a new ETag holding exactly what it would write, and writes nothing."""
+    items = [commitment(i) for i in range(1, 3)]
+    run.sync(items)
+    items[1] = commitment(2, purpose="New reason, written just before a crash")
+    (touch,) = touches(items[1])
+    name = name_of(run.backend, "Call customer 2")
+    run.backend.edit(name, lambda _: render(touch, uid=uid_for(touch.key)))  # what landed
+    result = run.sync(items, edits=adopting(run, items))
+    assert run.backend.requests("PUT", "DELETE") == [] and result.errors == []
+    assert (result.updated, result.repaired, result.moved) == (0, 0, 0)
+    assert "New reason" in str(events(run.backend)[name]["DESCRIPTION"])
     assert_nothing_to_do(run, items)

@@ -87,6 +87,8 @@ def decide(
             )
         touch = found[0]
     start = request.start
+    if start is not None and request.kind in ("move", "next"):
+        start = start.replace(second=0, microsecond=0)  # `+1d` from now: to the minute
     if request.kind in ("move", "next") and start is None:
         raise OutcomeRefused(f"{request.kind} needs a time")
     if request.kind == "next" and not (request.purpose or "").strip():

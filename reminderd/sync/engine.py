@@ -330,6 +330,10 @@ def _execute(cal: CalendarStore, action: Action, edits: ServerEdits | None = Non
             served = served_hash(held)
             if action.served is not None and served == action.served:
                 return "rewritten", etag, served, None  # the server's own rewrite: no edit
+            if served == served_hash(render(action.want.touch, uid=action.want.uid)):
+                # what we would write: our own PUT whose answer a crash (or a dropped reply)
+                # kept from the state; nothing to repair
+                return "ours", etag, served, None
             touch = action.want.touch
             start = event_start(held, touch.start.tzinfo)  # type: ignore[arg-type]
             if (
@@ -404,6 +408,10 @@ def _record(
     want = action.want  # type: ignore[union-attr]
     if what == "gone":  # deleted while we looked: the next sync decides (recreate or skip)
         db.forget_event(cal.url, want.uid)
+        return
+    if what == "ours":  # it holds what we want: remember that, like an adopted event
+        db.put_event(cal.url, EventRow(want.uid, want.href, etag, want.hash, served))
+        result.unchanged += 1
         return
     if what in ("moved", "rewritten"):
         # not written: a move is rewritten once the outcome moved the touch; the row's
