@@ -230,7 +230,7 @@ class Daemon:
         from .outcomes.apply import write_back_pending
 
         written = write_back_pending(config, self.db, {c.id: c for c in parsed}, self._digests)
-        if any("written into the file" in line for line in written):
+        if written.files_written:
             parsed = self._load(config) or parsed  # our own write: read it back, no loop
         return _Loaded(config, with_outcomes(self.db, parsed), parsed)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -140,12 +140,20 @@ def confirmation(outcome: Outcome, touch: Touch) -> str:
 # -- into the file
 
 
+@dataclass(slots=True)
+class WriteBack:
+    """What `write_back_pending` did: files written, and a line for each thing to say."""
+
+    files_written: int = 0
+    said: list[str] = field(default_factory=list)
+
+
 def write_back_pending(
     config: Config,
     db: StateStore,
     parsed: Mapping[str, Commitment],
     digests: dict[str, str],
-) -> list[str]:
+) -> WriteBack:
     """Write every outcome not yet in its YAML file into it; returns what happened.
 
     A file edited since it was read is left alone and tried again after the
@@ -158,10 +166,11 @@ def write_back_pending(
     pending = [
         o for group in outcome_log.by_commitment(db).values() for o in group if o.written is None
     ]
+    report = WriteBack()
     if not pending:
-        return []
+        return report
     by_shown = {spec.shown: spec for spec in config.sources}
-    said: list[str] = []
+    said = report.said
     batches: dict[Path, list[tuple[Outcome, FileEdit | None]]] = {}
     for o in pending:
         c = parsed.get(o.commitment)
@@ -200,10 +209,11 @@ def write_back_pending(
             continue
         for o, _ in items:
             outcome_log.set_written(db, o.id, WRITTEN)
+        report.files_written += 1
         said.append(f"{path}: {len(items)} outcome(s) written into the file")
     for line in said:
         log.info("%s", line)
-    return said
+    return report
 
 
 def _file_edit(o: Outcome, c: Commitment) -> FileEdit:

@@ -10,6 +10,7 @@ outbox like every send.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -132,8 +133,6 @@ class ReplyHandler:
         )
         if not rows:
             raise OutcomeRefused("which one? start the reply with the #ref of its reminder")
-        import json
-
         return _split(str(json.loads(rows[0][0])["touch"]))
 
     def _agenda(self, view: View, now: datetime) -> str:
