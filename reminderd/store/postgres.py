@@ -1,0 +1,809 @@
+"""The PostgreSQL state store: one database shared by a team's daemons (`state: postgresql://`).
+
+`PostgresStore` is a `protocol.StateStore`, written to behave like the SQLite
+`StateDB`, so callers are the same for both:
+
+- Where: `postgresql://user@host:port/db` plus a separate password (never in
+  the URL, and never in a log line, an error or a repr: libpq's messages are
+  scrubbed of it too). `where` is that URL for messages; `path` is the same
+  text as a `Path`, only an identity (it names no file, and `Path` folds the
+  `//`), and `still_same()` tells whether the database was replaced.
+- Transactions: `transaction()` starts with `pg_advisory_xact_lock(WRITE_LOCK)`,
+  the equivalent of SQLite's `BEGIN IMMEDIATE`: one writing transaction at a
+  time on the database, across every process sharing it, held to COMMIT or
+  ROLLBACK. The isolation is READ COMMITTED, so every statement after the lock
+  sees all that the writers before committed: a read-modify-write inside one
+  transaction (outbox reconcile, claims, refs, replies) cannot lose an update
+  or act on a stale read, with no retry loop in the callers (SERIALIZABLE
+  would need them to re-run their bodies). Reads through `query()` take no
+  lock and see the last commit. A lock or a transaction held too long is cut
+  by the server (`lock_timeout` 30 s, like SQLite's busy timeout;
+  `idle_in_transaction_session_timeout` 60 s).
+- Threads: a small pool of connections (one per concurrent caller, up to
+  `max_connections`); a thread inside `transaction()` uses its transaction's
+  connection for `query()` too (it sees its own writes, as with SQLite), and a
+  transaction inside a transaction is refused, as SQLite refuses it.
+- Outages: a dropped connection is discarded; the next call connects again
+  (an idle connection found dead is replaced at once, so the first call after
+  a server restart works). Failures raise `StateError` (exit 74) saying what
+  to do, with the password scrubbed from whatever libpq said.
+- Schema: the same ladder as SQLite (`schema.STEPS`), the version in a one-row
+  table of its own (`reminderd_schema`); each step runs in one transaction
+  with its number, under the write lock, so two processes starting at once
+  migrate once. A newer schema is refused, and so is an older one read-only.
+- SQL: the portable subset of `protocol`; each `?` outside string literals,
+  quoted identifiers and comments becomes `%s`, and every `%` (inside
+  literals too: psycopg reads them everywhere) becomes `%%`. Dollar-quoted
+  and E'' strings are not portable and not recognised. `True`/`False`
+  parameters are sent as 1/0, as SQLite stores them.
+- The daemon lock: `daemon_lock()` is a session-level advisory lock held by a
+  connection of its own for the daemon's life; a second holder is refused
+  with the first's PID and host (from its `application_name`), and a process
+  that dies loses it with its session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
+
+from ..errors import AlreadyRunning, StateError
+from .protocol import EventRow, Tx
+from .schema import STEPS, Step
+
+if TYPE_CHECKING:
+    from .protocol import StateStore
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[TupleRow]
+
+VERSION_TABLE = "reminderd_schema"
+_VERSION_DDL = f"""CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
+    one     INTEGER PRIMARY KEY DEFAULT 1 CHECK (one = 1),
+    version INTEGER NOT NULL
+)"""
+
+LOCK_TIMEOUT_S = 30  # waiting for another process's transaction (SQLite: busy_timeout)
+IDLE_IN_TRANSACTION_S = 60  # a transaction left open this long is ended by the server
+POOL_WAIT_S = 60  # waiting for a free connection of our own pool
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock key (signed 64 bits) of one of our locks, stable across versions."""
+    digest = hashlib.blake2b(f"reminderd:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+WRITE_LOCK = lock_key("write")  # every writing transaction and every migration step
+
+
+# -- the portable SQL, for psycopg
+
+
+@lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """`?` -> `%s` outside literals, identifiers and comments; every `%` -> `%%`."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in "'\"":  # a literal or a quoted identifier; a doubled quote stays inside
+            j = i + 1
+            while j < n:
+                if sql[j] == c:
+                    if j + 1 < n and sql[j + 1] == c:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(sql[i : j + 1].replace("%", "%%"))
+            i = j + 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out.append(sql[i:j].replace("%", "%%"))
+            i = j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append(sql[i:j].replace("%", "%%"))
+            i = j
+        elif c == "?":
+            out.append("%s")
+            i += 1
+        elif c == "%":
+            out.append("%%")
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _params(params: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(int(p) if isinstance(p, bool) else p for p in params)
+
+
+class _Secret:
+    """The password: shown as nothing by repr/str, so no traceback or log can carry it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value
+
+    def reveal(self) -> str | None:
+        return self._value
+
+    def scrub(self, text: str) -> str:
+        if self._value:
+            text = text.replace(self._value, "***")
+        return text
+
+    def __repr__(self) -> str:
+        return "<hidden>" if self._value else "None"
+
+    __str__ = __repr__
+
+
+# -- errors, saying what to do
+
+_BY_SQLSTATE = {
+    "28P01": "the server refused the password of user {user}: check state_password_env, "
+    "_file, _command or _credential",
+    "28000": "the server does not let user {user} in from this host (no such role, or no "
+    "pg_hba.conf entry for it)",
+    "3D000": "database {db} does not exist on the server: create it (createdb -O {user} {db})",
+    "42501": "user {user} lacks a privilege it needs ({detail}): make it the owner of "
+    "database {db}, or grant it",
+    "53100": "the database server's disk is full",
+    "53200": "the database server is out of memory",
+    "53300": "the database server has no free connection slot (max_connections)",
+    "55P03": "another process kept it locked for {lock_s} s",
+    "57P03": "the database server is starting up or shutting down; try again shortly",
+    "25006": "it is read-only here ({detail})",
+    "25P03": "a transaction stayed open too long and the server ended it",
+    "40001": "a concurrent transaction of another process conflicted with this one; try again",
+    "40P01": "a concurrent transaction of another process deadlocked with this one; try again",
+    "XX001": "the server reports damaged data ({detail}); see its log",
+    "XX002": "the server reports a damaged index ({detail}); see its log",
+}
+
+_CONNECT_TEXTS = (  # libpq's words when it could not connect -> what to do
+    ("permission denied", "42501"),
+    ("password authentication failed", "28P01"),
+    ("no password supplied", "28P01"),
+    ("no pg_hba.conf entry", "28000"),
+    ('role "', "28000"),
+    ('database "', "3D000"),
+    ("too many clients", "53300"),
+    ("remaining connection slots", "53300"),
+    ("the database system is starting up", "57P03"),
+    ("the database system is shutting down", "57P03"),
+    ("the database system is in recovery mode", "57P03"),
+)
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+class PostgresStore:
+    """The PostgreSQL state store (a `protocol.StateStore`), shared by the daemon's threads.
+
+    `conninfo` is `postgresql://user@host:port/db` (libpq's URL or key=value
+    form; no password in it); `password` is given apart. `readonly=True`
+    opens an existing state for reading only (status, agenda): it never
+    creates or migrates anything and every transaction is read-only on the
+    server. `steps` is the migration ladder (tests pass one of their own).
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        password: str | None = None,
+        readonly: bool = False,
+        steps: Sequence[Step] = STEPS,
+        connect_timeout: float = 10,
+        max_connections: int = 6,
+        application_name: str = "reminderd",
+    ) -> None:
+        self._secret = _Secret(password)
+        self.readonly = readonly
+        try:
+            given = pg_conninfo.conninfo_to_dict(conninfo)
+        except psycopg.Error:
+            raise StateError(
+                "state: not a PostgreSQL URL (postgresql://user@host:port/database)"
+            ) from None
+        if "password" in given:
+            raise StateError(
+                "state: the PostgreSQL URL must not hold the password; give it with "
+                "state_password_env, _file, _command or _credential"
+            )
+        self._user = str(given.get("user") or _os_user())
+        self._db_name = str(given.get("dbname") or self._user)
+        self.where = _display(given, self._user, self._db_name)
+        options = " ".join(
+            [
+                str(given.get("options") or ""),
+                f"-c lock_timeout={LOCK_TIMEOUT_S}s",
+                f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S}s",
+                # a host that vanished without closing its connections: found out in ~30 s
+                "-c tcp_keepalives_idle=15 -c tcp_keepalives_interval=5",
+                "-c tcp_keepalives_count=3",
+            ]
+            + (["-c default_transaction_read_only=on"] if readonly else [])
+        ).strip()
+        self._params: dict[str, Any] = {
+            **given,
+            "options": options,
+            "connect_timeout": max(2, round(connect_timeout)),
+            "application_name": given.get("application_name") or application_name,
+            "keepalives": 1,
+            "keepalives_idle": 15,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 30_000,
+        }
+        self._max = max(1, max_connections)
+        self._idle: list[Conn] = []
+        self._out = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._local = threading.local()
+        self._identity: tuple[int, int] | None = None
+        latest = steps[-1].version if steps else 0
+        try:
+            found = self._version()
+            if found is None:
+                if readonly:
+                    raise StateError(
+                        f"no state yet in {self.where} (reminderd has not run with this config)"
+                    )
+                found = 0
+            _check_version(self.where, found, latest, readonly)
+            if not readonly:
+                self._migrate(steps, found)
+            self._identity = self._current_identity()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.where!r}, readonly={self.readonly})"
+
+    @property
+    def path(self) -> Path:
+        """An identity, not a file: `where` as a Path (which folds `//` into `/`).
+
+        The daemon's inode check does not apply: use `still_same()`.
+        """
+        return Path(self.where)
+
+    # -- connections
+
+    def _connect(self) -> Conn:
+        try:
+            return psycopg.Connection.connect(
+                autocommit=True,
+                prepare_threshold=None,  # no server-side plans to go stale after a migration
+                password=self._secret.reveal(),
+                **self._params,
+            )
+        except psycopg.Error as exc:
+            raise self._error(exc, connecting=True) from None
+
+    def _checkout(self) -> tuple[Conn, bool]:
+        """A connection of the pool (True: reused, may have died since) or a new one."""
+        deadline = time.monotonic() + POOL_WAIT_S
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise StateError(f"state database {self.where}: already closed")
+                while self._idle:
+                    conn = self._idle.pop()
+                    if conn.closed or conn.broken:
+                        _quiet_close(conn)
+                        continue
+                    self._out += 1
+                    return conn, True
+                if self._out < self._max:
+                    self._out += 1
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StateError(
+                        f"state database {self.where}: all {self._max} connections of this "
+                        f"process stayed busy for {POOL_WAIT_S} s"
+                    )
+                self._cond.wait(left)
+        try:
+            return self._connect(), False
+        except BaseException:
+            with self._cond:
+                self._out -= 1
+                self._cond.notify()
+            raise
+
+    def _checkin(self, conn: Conn) -> None:
+        with self._cond:
+            self._out -= 1
+            keep = (
+                not self._closed
+                and not conn.closed
+                and not conn.broken
+                and conn.info.transaction_status == TransactionStatus.IDLE
+            )
+            if keep:
+                self._idle.append(conn)
+            self._cond.notify()
+        if not keep:
+            _quiet_close(conn)
+
+    def _drop_idle(self) -> None:
+        """One connection was found dead (a server restart): its idle siblings are too."""
+        with self._cond:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _quiet_close(conn)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Conn]:
+        conn, _ = self._checkout()
+        try:
+            yield conn
+        finally:
+            self._checkin(conn)
+
+    # -- errors
+
+    def _error(self, exc: BaseException, *, connecting: bool = False) -> StateError:
+        return StateError(f"state database {self.where}: {self._cause(exc, connecting)}")
+
+    def _cause(self, exc: BaseException, connecting: bool = False) -> str:
+        text = self._secret.scrub(str(exc))
+        state = getattr(exc, "sqlstate", None)
+        if connecting and state is None:
+            if isinstance(exc, pg_errors.ConnectionTimeout):
+                return (
+                    f"no answer within {self._params['connect_timeout']} s: check that the "
+                    "server is up and reachable from here"
+                )
+            lowered = text.lower()
+            state = next((s for words, s in _CONNECT_TEXTS if words.lower() in lowered), None)
+            if state is None:
+                detail = text.rsplit("failed:", 1)[-1] if "failed:" in text else text
+                return (
+                    f"cannot connect ({_first_line(detail)}): check that PostgreSQL runs "
+                    "there and accepts connections from this host"
+                )
+        detail = _first_line(getattr(getattr(exc, "diag", None), "message_primary", None) or text)
+        detail = self._secret.scrub(detail)
+        if state and (state.startswith("08") or state in ("57P01", "57P02")):
+            return (
+                f"the connection to the server was lost ({detail}); reminderd connects "
+                "again on the next try"
+            )
+        if state in _BY_SQLSTATE:
+            return _BY_SQLSTATE[state].format(
+                user=self._user, db=self._db_name, detail=detail, lock_s=LOCK_TIMEOUT_S
+            )
+        if isinstance(exc, psycopg.OperationalError) and not state:
+            return (
+                f"the connection to the server was lost ({detail}); reminderd connects "
+                "again on the next try"
+            )
+        if isinstance(exc, psycopg.Error):
+            return f"the database failed ({state or type(exc).__name__}: {detail})"
+        return type(exc).__name__
+
+    # -- the schema
+
+    def _version(self) -> int | None:
+        """The schema version recorded in the database, None if it has no state at all."""
+        rows = self.query(f"SELECT to_regclass('{VERSION_TABLE}') IS NOT NULL")
+        if not rows[0][0]:
+            return None
+        rows = self.query(f"SELECT version FROM {VERSION_TABLE}")
+        return int(rows[0][0]) if rows else 0
+
+    def _migrate(self, steps: Sequence[Step], found: int) -> None:
+        """Run the steps above the database's version, each with its number in one transaction."""
+        latest = steps[-1].version if steps else 0
+        if found >= latest:
+            return  # the usual open: nothing to write
+        existing = found > 0  # a new database is simply made; only an upgrade is news
+        for step in steps:
+            with self.transaction() as tx:  # the write lock: one process migrates
+                tx.execute(_VERSION_DDL)
+                tx.execute(
+                    f"INSERT INTO {VERSION_TABLE} (one, version) VALUES (1, 0) "
+                    "ON CONFLICT DO NOTHING"
+                )
+                (now,) = tx.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()
+                found = int(now)  # again under the lock: another process may have run it
+                if found >= step.version:
+                    continue
+                try:
+                    for statement in step.statements:
+                        tx.execute(statement)
+                    tx.execute(f"UPDATE {VERSION_TABLE} SET version = ?", (step.version,))
+                except psycopg.Error as exc:
+                    raise StateError(
+                        f"state database {self.where}: upgrading it to schema version "
+                        f"{step.version} failed, it stays at {found}: {self._cause(exc)}"
+                    ) from None
+            if existing:
+                log.info(
+                    "state database %s: upgraded to schema version %d (%s)",
+                    self.where,
+                    step.version,
+                    step.purpose,
+                )
+        after = self._version() or 0
+        _check_version(self.where, after, latest, False)  # a newer reminderd may have won
+
+    def _current_identity(self) -> tuple[int, int]:
+        rows = self.query(
+            "SELECT d.oid::bigint, to_regclass(?)::oid::bigint FROM pg_database d "
+            "WHERE d.datname = current_database()",
+            (VERSION_TABLE,),
+        )
+        return int(rows[0][0]), int(rows[0][1] or 0)
+
+    def still_same(self) -> bool:
+        """False once the database (or its reminderd tables) was dropped and made again
+        under us: the daemon's check that its state was not replaced. StateError when
+        the server cannot be asked (an outage is not a replacement)."""
+        return self._current_identity() == self._identity
+
+    # -- transactions and reads
+
+    def _begin(self) -> Conn:
+        """A connection in a new transaction holding the write lock (unless read-only)."""
+        for attempt in range(2):
+            conn, reused = self._checkout()
+            try:
+                conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")  # whatever the default
+                if not self.readonly:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                return conn
+            except psycopg.Error as exc:
+                broken = conn.broken or conn.closed
+                if not broken:
+                    _quiet_rollback(conn)
+                self._checkin(conn)
+                if broken and reused and attempt == 0:
+                    self._drop_idle()  # the server went away since: connect again
+                    continue
+                raise self._error(exc) from None
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One atomic unit, holding the write lock from its start; failures become StateError."""
+        if getattr(self._local, "conn", None) is not None:
+            raise StateError(
+                f"state database {self.where}: a transaction inside a transaction "
+                "(cannot start a transaction within a transaction)"
+            )
+        conn = self._begin()
+        self._local.conn = conn
+        try:
+            try:
+                yield _PgTx(conn)
+            except BaseException as exc:
+                _quiet_rollback(conn)
+                if isinstance(exc, psycopg.Error):
+                    raise self._error(exc) from None
+                raise
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                # a statement failed and the caller went on: COMMIT would roll back silently
+                _quiet_rollback(conn)
+                raise StateError(
+                    f"state database {self.where}: a statement of the transaction failed, "
+                    "so none of it was saved"
+                )
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                if conn.broken or conn.closed:
+                    raise StateError(
+                        f"state database {self.where}: the connection was lost while "
+                        f"committing, so the change may or may not have been saved "
+                        f"({self._cause(exc)})"
+                    ) from None
+                _quiet_rollback(conn)
+                raise self._error(exc) from None
+        finally:
+            self._local.conn = None
+            self._checkin(conn)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        statement, values = translate(sql), _params(params)
+        held: Conn | None = getattr(self._local, "conn", None)
+        if held is not None:  # inside this thread's transaction: see its own writes
+            try:
+                return held.execute(statement, values).fetchall()
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
+        for attempt in range(2):
+            conn, reused = self._checkout()
+            try:
+                return conn.execute(statement, values).fetchall()
+            except psycopg.Error as exc:
+                if (conn.broken or conn.closed) and reused and attempt == 0:
+                    self._drop_idle()  # the server went away since: read again, connected anew
+                    continue
+                raise self._error(exc) from None
+            finally:
+                self._checkin(conn)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._cond.notify_all()
+        for conn in idle:
+            _quiet_close(conn)
+
+    # -- calendar events
+
+    def events(self, calendar: str) -> dict[str, EventRow]:
+        rows = self.query(
+            "SELECT uid, href, etag, hash, served FROM calendar_events WHERE calendar = ?",
+            (calendar,),
+        )
+        return {r[0]: EventRow(*r) for r in rows}
+
+    def put_event(self, calendar: str, row: EventRow) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO calendar_events (calendar, uid, href, etag, hash, served) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (calendar, uid) DO UPDATE SET href = excluded.href, "
+                "etag = excluded.etag, hash = excluded.hash, served = excluded.served",
+                (calendar, row.uid, row.href, row.etag, row.hash, row.served),
+            )
+
+    def forget_event(self, calendar: str, uid: str) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "DELETE FROM calendar_events WHERE calendar = ? AND uid = ?", (calendar, uid)
+            )
+
+    # -- small values, stored as JSON text
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Forget every small value whose key starts with `prefix` (sync markers, calendar URLs)."""
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def set(self, key: str, value: Any) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    # -- one daemon per database (or per name)
+
+    def daemon_lock(self, name: str = "daemon") -> PgDaemonLock:
+        """The life-long lock of `reminderd run` on this database (not yet acquired)."""
+        return PgDaemonLock(self, name)
+
+
+class _PgTx:
+    """`protocol.Tx` over one connection in a transaction: the portable SQL, translated."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> psycopg.Cursor[TupleRow]:
+        return self._conn.execute(translate(sql), _params(params))
+
+
+class PgDaemonLock:
+    """A session-level advisory lock on a connection of its own, held from start to exit.
+
+    Like `statelock.DaemonLock`: `acquire()` takes it or raises AlreadyRunning
+    naming the holder (`reminderd[PID@host]`, its connection's
+    application_name); the server drops it when the holder's session ends (the
+    process died, or its host stopped answering TCP keepalives: ~30 s).
+    `still_ours()` is False once that connection is lost (a server restart):
+    another daemon may hold it by then, so the daemon should stop.
+    """
+
+    def __init__(self, store: PostgresStore, name: str = "daemon") -> None:
+        self.store = store
+        self.name = name
+        self.key = lock_key(f"daemon:{name}")
+        self.me = f"reminderd[{os.getpid()}@{socket.gethostname()}]"[:63]
+        self._conn: Conn | None = None
+
+    def _connect(self) -> Conn:
+        store = self.store
+        params = dict(store._params)
+        params["application_name"] = self.me
+        try:
+            conn = psycopg.Connection.connect(
+                autocommit=True,
+                prepare_threshold=None,
+                password=store._secret.reveal(),
+                **params,
+            )
+        except psycopg.Error as exc:
+            raise store._error(exc, connecting=True) from None
+        if conn.info.server_version >= 140000:  # a server-wide idle timeout must not end it
+            try:
+                conn.execute("SET idle_session_timeout = 0")
+            except psycopg.Error as exc:
+                _quiet_close(conn)
+                raise store._error(exc) from None
+        return conn
+
+    def try_acquire(self) -> bool:
+        """Take it if free (True), else False; also for a lease held for a process's life."""
+        if self._conn is not None:
+            return True
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+        except psycopg.Error as exc:
+            _quiet_close(conn)
+            raise self.store._error(exc) from None
+        if not (row and row[0]):
+            _quiet_close(conn)
+            return False
+        self._conn = conn
+        return True
+
+    def acquire(self) -> None:
+        """Take it or raise AlreadyRunning naming the holder."""
+        if not self.try_acquire():
+            who = self.holder() or "another process"
+            raise AlreadyRunning(
+                f"another reminderd daemon ({who}) is running on the state database "
+                f"{self.store.where}; stop it first, or give this config its own database"
+            )
+
+    def holder(self) -> str | None:
+        """Who holds it (`PID n on host`), None when nobody does. Takes nothing."""
+        with self.store._connection() as conn:
+            try:
+                return _holder(conn, self.key)
+            except psycopg.Error as exc:
+                raise self.store._error(exc) from None
+
+    def still_ours(self) -> bool:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return False
+        try:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
+                "AND locktype = 'advisory' AND objsubid = 1 AND granted "
+                "AND classid::bigint = %s AND objid::bigint = %s",
+                _split_key(self.key),
+            ).fetchone()
+        except psycopg.Error:
+            return False
+        return bool(row and row[0])
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:  # at once: a session's end is noticed by the server a moment after we close
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+        except psycopg.Error:
+            pass  # the session is gone already, and the lock with it
+        _quiet_close(conn)
+
+
+def _split_key(key: int) -> tuple[int, int]:
+    """pg_locks shows a bigint advisory key as classid (high 32 bits) and objid (low)."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    return unsigned >> 32, unsigned & 0xFFFF_FFFF
+
+
+_HOLDER_RE = re.compile(r"^reminderd\[(\d+)@(.*)\]$")
+
+
+def _holder(conn: Conn, key: int) -> str | None:
+    row = conn.execute(
+        "SELECT l.pid, a.application_name FROM pg_locks l "
+        "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted "
+        "AND l.classid::bigint = %s AND l.objid::bigint = %s "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        _split_key(key),
+    ).fetchone()
+    if row is None:
+        return None
+    found = _HOLDER_RE.match(row[1] or "")
+    if found:
+        return f"PID {found.group(1)} on {found.group(2)}"
+    return f"server session {row[0]}"
+
+
+def _check_version(where: str, found: int, latest: int, readonly: bool) -> None:
+    """Refuse a schema this code does not know, and, when reading only, one it would upgrade."""
+    if found > latest:
+        raise StateError(
+            f"state database {where} has schema version {found}, newer than this reminderd "
+            f"knows ({latest}): upgrade reminderd (an older version must not change it)"
+        )
+    if readonly and found < latest:
+        raise StateError(
+            f"state database {where} has schema version {found}, older than this reminderd "
+            f"needs ({latest}): run the daemon or `reminderd sync` once to upgrade it"
+        )
+
+
+def _display(given: dict[str, Any], user: str, db: str) -> str:
+    """`postgresql://user@host:port/db`: where the state is, fit for messages (no password)."""
+    host = str(given.get("host") or given.get("hostaddr") or "")
+    if ":" in host and "," not in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6
+    port = f":{given['port']}" if given.get("port") else ""
+    return f"postgresql://{user}@{host}{port}/{db}"
+
+
+def _os_user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return os.environ.get("USER", "")
+
+
+def _quiet_rollback(conn: Conn) -> None:
+    if conn.closed or conn.broken:
+        return
+    try:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+    except psycopg.Error:
+        _quiet_close(conn)  # unusable: the pool drops it
+
+
+def _quiet_close(conn: Conn) -> None:
+    try:
+        conn.close()
+    except psycopg.Error:
+        pass
+
+
+if TYPE_CHECKING:
+    _conforms: type[StateStore] = PostgresStore  # mypy checks the store against the protocol
