@@ -32,8 +32,33 @@ def state_path(config: Config) -> Path:
     return config.state_dir / "state.sqlite3"
 
 
-def state_db(config: Config) -> StateDB:
+def state_db(config: Config) -> StateStore:
+    """The state store this config names: PostgreSQL (`state:`), else SQLite in state_dir."""
+    if config.state:
+        from .store.postgres import PostgresStore
+
+        secret = config.state_password
+        return PostgresStore(config.state, password=secret.resolve() if secret else None)
     return StateDB(state_path(config))
+
+
+def readonly_state(config: Config) -> StateStore | None:
+    """The state opened for reading only (status, log, agenda); None when there is none
+    yet. Never creates, never upgrades."""
+    if config.state:
+        from .store.postgres import PostgresStore
+
+        secret = config.state_password
+        return PostgresStore(
+            config.state, password=secret.resolve() if secret else None, readonly=True
+        )
+    path = state_path(config)
+    return StateDB(path, readonly=True) if path.exists() else None
+
+
+def state_where(config: Config) -> str:
+    """Where the state lives, for people: the SQLite file, or the database's URL."""
+    return config.state or str(state_path(config))
 
 
 def with_outcomes(db: StateStore, parsed: tuple[Commitment, ...]) -> tuple[Commitment, ...]:
@@ -43,13 +68,12 @@ def with_outcomes(db: StateStore, parsed: tuple[Commitment, ...]) -> tuple[Commi
 
 def read_with_outcomes(config: Config, parsed: tuple[Commitment, ...]) -> tuple[Commitment, ...]:
     """`with_outcomes` for read-only commands: never creates or upgrades the state."""
-    path = state_path(config)
-    if not path.exists():
-        return parsed
     try:
-        db = StateDB(path, readonly=True)
-    except StateError as exc:  # older than this reminderd: no outcomes in it yet
+        db = readonly_state(config)
+    except StateError as exc:  # older than this reminderd, or none yet: no outcomes in it
         log.debug("outcomes not read: %s", exc)
+        return parsed
+    if db is None:
         return parsed
     try:
         return with_outcomes(db, parsed)

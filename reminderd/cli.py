@@ -211,16 +211,14 @@ def _when(text: str, zone, now):  # type: ignore[no-untyped-def]
 
 def cmd_log(args: argparse.Namespace) -> int:
     """Read-only: the history of one commitment, or all."""
-    from .app import state_path
+    from .app import readonly_state
     from .config import find_config, load_config
     from .history import gather_history, render_history_json, render_history_text
     from .sources import load_sources
-    from .store.sqlite import StateDB
 
     config = load_config(find_config(args.config))
     loaded = load_sources(config)
-    path = state_path(config)
-    db = StateDB(path, readonly=True) if path.exists() else None
+    db = readonly_state(config)
     try:
         items = gather_history(db, loaded.commitments, args.id)
     finally:
@@ -320,15 +318,13 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Read-only: never creates the state dir or the database."""
-    from .app import state_path
+    from .app import readonly_state
     from .config import find_config, load_config
     from .phone import mask
     from .status import gather, render_json, render_text
-    from .store.sqlite import StateDB
 
     config = load_config(find_config(args.config))
-    path = state_path(config)
-    db = StateDB(path, readonly=True) if path.exists() else None
+    db = readonly_state(config)
     try:
         found = gather(
             config.state_dir,
@@ -339,6 +335,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             config.sms.reply_mode if config.sms else "off",
             _email_shown(config),
         )
+        if config.state:  # the state is a database, not the state dir's file
+            from dataclasses import replace
+
+            from .app import state_where
+
+            found = replace(found, state_dir=state_where(config))
     finally:
         if db is not None:
             db.close()

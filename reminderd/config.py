@@ -145,6 +145,20 @@ def _url(text: str) -> str:
     return text
 
 
+def _pg_url(text: str) -> str:
+    """`postgresql://user@host:5432/db`: the password is never in it (`state_password_*`)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise InvalidValue(f"'{text}' must look like postgresql://user@host:5432/database")
+    if parts.password is not None:
+        raise InvalidValue(
+            "put no password in the URL; use state_password_env (or _file, _command, _credential)"
+        )
+    return text
+
+
 def _listen(text: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -197,6 +211,14 @@ SPEC: tuple[Option, ...] = (
     Option("", "timezone", _zone, None, "default zone for commitments (else the system's)"),
     Option("", "phone_region", _region, None, "region for phone numbers written without +country"),
     Option("", "state_dir", _str, None, "state database and embedded calendar storage"),
+    Option(
+        "",
+        "state",
+        _pg_url,
+        None,
+        "a PostgreSQL URL for the state instead of SQLite in state_dir (one daemon per database)",
+    ),
+    Option("", "state_password", SECRET, None, "the state database's password"),
     Option(
         "calendar",
         "url",
@@ -323,6 +345,8 @@ SPEC: tuple[Option, ...] = (
 )
 SECTIONS = {"calendar", "sms", "email", "outcomes"}
 TOP_KEYS = (
+    "state",
+    *(f"state_password_{way}" for way in SECRET_WAYS),
     "timezone",
     "phone_region",
     "state_dir",
@@ -445,6 +469,8 @@ class Config:
     calendar: CalendarConfig
     sms: SmsConfig | None  # None: SMS off
     email: EmailConfig | None = None  # None: email off
+    state: str | None = None  # a PostgreSQL URL; None: SQLite under state_dir
+    state_password: SecretRef | None = None
     outcomes: OutcomesConfig = OutcomesConfig(write_back=True)
 
 
@@ -536,6 +562,8 @@ def load_config(path: Path) -> Config:
         sources=tuple(sources),
         defaults=defaults,
         state_dir=_state_dir(top["state_dir"], base_dir),
+        state=top["state"],
+        state_password=top["state_password"],
         calendar=CalendarConfig(**_fields("calendar", calendar)),
         sms=SmsConfig(**_fields("sms", sms_values)) if sms_values is not None else None,
         email=EmailConfig(**_fields("email", email_values)) if email_values is not None else None,

@@ -50,7 +50,8 @@ if TYPE_CHECKING:
     from .replies.service import ReplyPoller
     from .replies.webhook import ReplyWebhook
     from .sms.scheduler import SmsScheduler
-    from .store.sqlite import StateDB
+    from .store.postgres import PgDaemonLock
+    from .store.protocol import StateStore
     from .sync.engine import SyncResult
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,9 @@ class Daemon:
         self.scheduler: SmsScheduler | None = None
         self.email: SmsScheduler | None = None  # email alerts' timer, over the email outbox
         self.replies: ReplyPoller | ReplyWebhook | None = None
-        self._db: StateDB | None = None
+        self._db: StateStore | None = None
         self.lock: DaemonLock | None = None
+        self.db_lock: PgDaemonLock | None = None  # with state: postgresql://, one per database
         self._db_inode = 0
         self._announced_url = ""
         self._files: FileCache = {}  # parsed files, re-read only when changed
@@ -100,7 +102,13 @@ class Daemon:
         try:
             self._db = state_db(config)
             self.worker = SyncWorker(self.db, self.clock, self._work, self)
-            self._db_inode = self.db.path.stat().st_ino
+            from .store.postgres import PostgresStore
+
+            if isinstance(self._db, PostgresStore):  # one daemon per database, on any host
+                self.db_lock = self._db.daemon_lock()
+                self.db_lock.acquire()
+            else:
+                self._db_inode = self.db.path.stat().st_ino
             self._set_daemon_state("starting")
             self._clear_error("config")
             self._install_signals()
@@ -205,6 +213,8 @@ class Daemon:
             step("state", lambda: self._set_daemon_state("stopped"))
             if worker_done:  # a sync still writing keeps its connection; the exit closes it
                 step("state", self.db.close)
+        if self.db_lock is not None:
+            self.db_lock.release()
         if self.lock is not None:
             self.lock.release()
         log.info("stopped cleanly" if clean else "stopped")
@@ -362,7 +372,7 @@ class Daemon:
     # -- SMS
 
     @property
-    def db(self) -> StateDB:
+    def db(self) -> StateStore:
         """The state, open from the start of `run()` to its end."""
         assert self._db is not None
         return self._db
@@ -575,19 +585,28 @@ class Daemon:
         manager restarts us on a fresh state (sends are then looked up before any repeat)."""
         if self.lock is None or self._db is None:
             return
-        try:
-            same_db = self.db.path.stat().st_ino == self._db_inode
-        except OSError:
-            same_db = False
+        if self.db_lock is not None:  # PostgreSQL: the same database, and still our lock
+            from .store.postgres import PostgresStore
+
+            assert isinstance(self._db, PostgresStore)
+            try:
+                same_db = self._db.still_same() and self.db_lock.still_ours()
+            except ReminderdError:
+                same_db = True  # unreachable now is an outage, retried; not a replacement
+            where = self._db.where
+        else:
+            try:
+                same_db = self.db.path.stat().st_ino == self._db_inode
+            except OSError:
+                same_db = False
+            where = str(self.db.path.parent)
         if not (same_db and self.lock.still_ours()):
             log.critical(
-                "the state dir %s was deleted or replaced while running; stopping so "
+                "the state %s was deleted or replaced while running; stopping so "
                 "that a restart opens a fresh one",
-                self.db.path.parent,
+                where,
             )
-            raise StateGone(
-                f"state dir {self.db.path.parent} was deleted or replaced while running"
-            )
+            raise StateGone(f"state {where} was deleted or replaced while running")
 
 
 def _keep_runtime(new: Config, old: Config) -> Config:
