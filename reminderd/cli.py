@@ -12,7 +12,7 @@ from typing import TextIO
 from . import __version__
 from .clock import Clock, system_clock
 from .errors import EX_SOFTWARE, InputProblems, MissingInputs, ReminderdError
-from .logs import setup_logging
+from .logs import error_lines, setup_logging
 from .timeparse import get_zone
 
 log = logging.getLogger(__name__)
@@ -491,14 +491,14 @@ def main(argv: list[str] | None = None, clock: Clock = system_clock) -> int:
         return int(args.func(args))
     except InputProblems as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(error_lines(str(problem)), file=sys.stderr)
         return exc.exit_code
     except MissingInputs as exc:  # one line per file, each with the prefix
         for missing in exc.missing:
-            print(f"reminderd: {missing}", file=sys.stderr)
+            print(error_lines(f"reminderd: {missing}"), file=sys.stderr)
         return exc.exit_code
     except ReminderdError as exc:
-        print(f"reminderd: {exc}", file=sys.stderr)
+        print(error_lines(f"reminderd: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -508,8 +508,10 @@ def main(argv: list[str] | None = None, clock: Clock = system_clock) -> int:
         if args.verbose:
             log.exception("internal error")
         print(
-            f"reminderd: internal error ({type(exc).__name__}); run with -v for details "
-            "and please report it",
+            error_lines(
+                f"reminderd: internal error ({type(exc).__name__}); run with -v for details "
+                "and please report it"
+            ),
             file=sys.stderr,
         )
         return EX_SOFTWARE

@@ -32,6 +32,14 @@ def setup_logging(verbose: bool = False) -> None:
     )  # its auth=none warning is expected on loopback
 
 
+def error_lines(text: str) -> str:
+    """An error for stderr: under journald each line gets the error priority (`<3>`),
+    so `journalctl -p err` shows why a unit stopped; on a terminal, unchanged."""
+    if not os.environ.get("JOURNAL_STREAM"):
+        return text
+    return "\n".join(f"<3>{line}" for line in text.split("\n"))
+
+
 class _JournalFormatter(logging.Formatter):
     _PRIORITY: ClassVar[dict[int, int]] = {
         logging.DEBUG: 7,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,20 @@ def test_secret_refs_never_show_their_value(monkeypatch: pytest.MonkeyPatch) -> 
     ref = SecretRef("sms.auth_token", "env", "SOME_TOKEN")
     assert ref.resolve() == "s3cr3t-value"
     assert "s3cr3t" not in repr(ref) and "s3cr3t" not in str(ref)
+
+
+def test_errors_the_cli_prints_are_errors_in_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under journald (JOURNAL_STREAM set) why a unit stopped is PRIORITY 3, every line."""
+    from reminderd.cli import main
+
+    (tmp_path / "config.yaml").write_text("timezone: Europe/Athens\nsms: {provider: twillio}\n")
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    assert main(["--config", str(tmp_path / "config.yaml"), "validate"]) == 78
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.startswith("<3>") for line in lines)
+    assert any("twillio" in line for line in lines)
+    monkeypatch.delenv("JOURNAL_STREAM")
+    assert main(["--config", str(tmp_path / "config.yaml"), "validate"]) == 78
+    assert not capsys.readouterr().err.startswith("<3>")  # a terminal gets plain lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import stat
 from dataclasses import replace
@@ -501,6 +502,25 @@ def test_failed_rename_leaves_the_file_and_no_temp_file(
     with pytest.raises(WriteFailed, match="No space left") as caught:
         apply(path, FileEdit("acme", status="done"))
     assert isinstance(caught.value, NotWritable)
+    assert path.read_text(encoding="utf-8") == FILE
+    assert os.listdir(tmp_path) == ["c.yaml"]
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.EROFS])
+def test_a_file_reminderd_may_not_write_is_refused_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Root's file under a service's dynamic user, or a read-only mount: not a passing
+    failure to retry at every read, but an outcome that stays in the state."""
+    path = put(tmp_path)
+
+    def refused(src: object, dst: object) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(NotWritable, match="the outcome is kept in the state") as caught:
+        apply(path, FileEdit("acme", status="done"))
+    assert not isinstance(caught.value, WriteFailed)
     assert path.read_text(encoding="utf-8") == FILE
     assert os.listdir(tmp_path) == ["c.yaml"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import errno
 import io
 import os
 import re
@@ -192,6 +193,11 @@ def _replace(target: Path, shown: str, expected_digest: str, content: str) -> No
         tmp = None
         _fsync_dir(directory)
     except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # never ours to write
+            raise NotWritable(
+                f"{shown}: not written: {exc.strerror or exc} (reminderd may not write "
+                "this file; the outcome is kept in the state)"
+            ) from None
         raise WriteFailed(f"{shown}: not written: {exc.strerror or exc}") from None
     finally:
         if tmp is not None:
