@@ -26,7 +26,14 @@ import requests
 from servers import CalendarServers
 
 from reminderd.calendar.memory import MemoryCalendar
-from reminderd.calendar.profiles import PROFILES, cap_notes, capped, detect, nearest_alarms
+from reminderd.calendar.profiles import (
+    PROFILES,
+    cap_notes,
+    capped,
+    detect,
+    nearest_alarms,
+    uid_salt,
+)
 from reminderd.cli import main
 from reminderd.ical import is_uid_of, uid_for
 from reminderd.model import Commitment, Contact
@@ -427,3 +434,25 @@ def test_auth_google_runs_the_device_flow_and_stores_the_token(
         assert f"calendar.oauth_refresh_token_file: {stored}" in out and "refresh-1" not in out
     finally:
         oauth.close()
+
+
+def test_two_calendars_of_one_account_with_the_same_commitments(tmp_path: Path) -> None:
+    """Cyrus (Fastmail) refuses a UID another calendar of the account holds (403, seen
+    on a real Cyrus in tests/cyrus.py); the fastmail profile's per-calendar suffix avoids it."""
+    items = [item(1), item(2)]
+    for name, expect_errors in (("generic", True), ("fastmail", False)):
+        account: dict[bytes, str] = {}
+        rules = PROFILES[name]
+        results = []
+        for path in ("/dav/calendars/user/alex/Work/", "/dav/calendars/user/alex/Home/"):
+            cal = MemoryCalendar(
+                f"memory://cyrus{path}", uid_salt=uid_salt(rules, path), account=account
+            )
+            db = StateDB(tmp_path / f"{name}-{path.strip('/').replace('/', '-')}.sqlite3")
+            try:
+                results.append(sync_calendar(cal, db, items, progress=None))
+            finally:
+                db.close()
+        assert results[0].errors == [] and results[0].created == 2
+        assert bool(results[1].errors) is expect_errors, (name, results[1])
+        assert results[1].created == (0 if expect_errors else 2)

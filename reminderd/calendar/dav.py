@@ -10,7 +10,6 @@ server alike. Library and HTTP errors become our own error types here.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -24,7 +23,7 @@ from requests.auth import AuthBase
 
 from ..errors import AuthFailed, ReminderdError, ServerUnreachable
 from ..retry import backoff
-from .profiles import PROFILES, Profile
+from .profiles import PROFILES, Profile, uid_salt
 
 # Defined with the protocol, so every backend raises the same types; re-exported
 # here for the callers that import them from the adapter.
@@ -74,12 +73,7 @@ class DavCalendar:
         self._writers = threading.BoundedSemaphore(max(1, connections))
         self.rules = rules
         self.reuse_uids = rules.reuse_uids
-        # one account, many calendars: a UID unique to this calendar (Cyrus/Fastmail)
-        self.uid_salt = (
-            "~" + hashlib.blake2b(self.path.encode(), digest_size=4).hexdigest()
-            if rules.account_wide_uids
-            else ""
-        )
+        self.uid_salt = uid_salt(rules, self.path)
         self._pace = threading.Lock()
         self._next_request = 0.0
 

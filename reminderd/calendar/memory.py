@@ -76,11 +76,14 @@ class MemoryCalendar:
         etags_on_put: bool = True,
         uid_salt: str = "",
         reuse_uids: bool = True,
+        account: dict[bytes, str] | None = None,
     ) -> None:
         self._url = url if url.endswith("/") else url + "/"
         self.uid_salt = uid_salt
         self.reuse_uids = reuse_uids  # False: like Nextcloud, a deleted UID stays in a trash bin
         self._trash: set[bytes] = set()
+        # shared by the calendars of one account where UIDs are unique per account (Cyrus)
+        self._account = account
         self.path = urlsplit(self._url).path
         self.sync_tokens = sync_tokens
         self.ctag = ctag
@@ -152,6 +155,13 @@ class MemoryCalendar:
             if _uid(data) in self._trash:
                 self._log.append(Request("PUT", href, 409, if_match, create))
                 raise RequestFailed(f"PUT {href}: HTTP 409 (UID in the trash bin)", 409)
+            if self._account is not None:
+                holder = self._account.setdefault(_uid(data), self._url)
+                if holder != self._url:
+                    self._log.append(Request("PUT", href, 403, if_match, create))
+                    raise RequestFailed(
+                        f"PUT {href}: HTTP 403 (UID in another calendar of the account)", 403
+                    )
             new = self._store(href, data)
             self._log.append(Request("PUT", href, 204 if current else 201, if_match, create))
             if lost is not None:
@@ -170,6 +180,8 @@ class MemoryCalendar:
             else:
                 if not self.reuse_uids:
                     self._trash.add(_uid(current.data))
+                if self._account is not None:
+                    self._account.pop(_uid(current.data), None)
                 self._remove(href)
                 self._log.append(Request("DELETE", href, 204, etag))
             if lost is not None:

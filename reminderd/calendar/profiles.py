@@ -59,6 +59,16 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def uid_salt(rules: Profile, calendar_path: str) -> str:
+    """What makes our UIDs unique on this calendar's account: `~` and a short hash of the
+    calendar's path where UIDs are unique per account (Cyrus), else nothing."""
+    if not rules.account_wide_uids:
+        return ""
+    import hashlib
+
+    return "~" + hashlib.blake2b(calendar_path.encode(), digest_size=4).hexdigest()
+
+
 def detect(url: str | None) -> str:
     """The profile a calendar URL implies; `generic` when nothing tells."""
     if not url:
