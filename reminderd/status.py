@@ -183,26 +183,10 @@ def render_text(s: Status) -> str:
     for e in s.errors:
         lines.append(f"error:      {_short(e.get('at'))} {e['area']}: {e['message']}")
     lines.append(f"sms:        {s.sms}" + (f" to {s.sms_to}" if s.sms_to else ""))
-    for r in s.next_sms:
-        lines.append(f"next sms:   {_short(r['at'])} {r['title'] or r['kind']} ({r['key']})")
-    counts = ", ".join(f"{n} {st}" for st, n in sorted(s.sms_counts.items()))
-    lines.append(f"sms counts: {counts or 'none'}")
-    for r in s.recent_sends:
-        lines.append(
-            f"  {r['status']:11s} {_short(r['at']):25s} {r['key']}"
-            + (f"  {r['error']}" if r["error"] else "")
-        )
+    lines += _channel("sms", s.next_sms, s.sms_counts, s.recent_sends)
     lines.append(f"email:      {s.email}")
     if s.email != "off" or s.email_counts:
-        for r in s.next_email:
-            lines.append(f"next email: {_short(r['at'])} {r['title'] or r['kind']} ({r['key']})")
-        counts = ", ".join(f"{n} {st}" for st, n in sorted(s.email_counts.items()))
-        lines.append(f"email counts: {counts or 'none'}")
-        for r in s.recent_emails:
-            lines.append(
-                f"  {r['status']:11s} {_short(r['at']):25s} {r['key']}"
-                + (f"  {r['error']}" if r["error"] else "")
-            )
+        lines += _channel("email", s.next_email, s.email_counts, s.recent_emails)
     reply = s.last_reply
     lines.append(
         f"replies:    {s.replies}"
@@ -218,3 +202,24 @@ def render_text(s: Status) -> str:
             )
         )
     return "\n".join(lines) + "\n"
+
+
+def _channel(
+    name: str,
+    upcoming: list[dict[str, Any]],
+    counts: dict[str, int],
+    recent: list[dict[str, Any]],
+) -> list[str]:
+    """One channel's next send, counts by status, and recent sends, for a terminal."""
+    lines = [
+        f"{'next ' + name + ':':11s} {_short(r['at'])} {r['title'] or r['kind']} ({r['key']})"
+        for r in upcoming
+    ]
+    shown = ", ".join(f"{n} {st}" for st, n in sorted(counts.items()))
+    lines.append(f"{name} counts: {shown or 'none'}")
+    lines += [
+        f"  {r['status']:11s} {_short(r['at']):25s} {r['key']}"
+        + (f"  {r['error']}" if r["error"] else "")
+        for r in recent
+    ]
+    return lines

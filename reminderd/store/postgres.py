@@ -45,7 +45,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -65,7 +64,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import TupleRow
 
 from ..errors import AlreadyRunning, StateError
-from .protocol import EventRow, Tx
+from .common import SqlRows
+from .protocol import Tx
 from .schema import STEPS, Step
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
-class PostgresStore:
+class PostgresStore(SqlRows):
     """The PostgreSQL state store (a `protocol.StateStore`), shared by the daemon's threads.
 
     `conninfo` is `postgresql://user@host:port/db` (libpq's URL or key=value
@@ -568,50 +568,6 @@ class PostgresStore:
             self._cond.notify_all()
         for conn in idle:
             _quiet_close(conn)
-
-    # -- calendar events
-
-    def events(self, calendar: str) -> dict[str, EventRow]:
-        rows = self.query(
-            "SELECT uid, href, etag, hash, served FROM calendar_events WHERE calendar = ?",
-            (calendar,),
-        )
-        return {r[0]: EventRow(*r) for r in rows}
-
-    def put_event(self, calendar: str, row: EventRow) -> None:
-        with self.transaction() as tx:
-            tx.execute(
-                "INSERT INTO calendar_events (calendar, uid, href, etag, hash, served) "
-                "VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (calendar, uid) DO UPDATE SET href = excluded.href, "
-                "etag = excluded.etag, hash = excluded.hash, served = excluded.served",
-                (calendar, row.uid, row.href, row.etag, row.hash, row.served),
-            )
-
-    def forget_event(self, calendar: str, uid: str) -> None:
-        with self.transaction() as tx:
-            tx.execute(
-                "DELETE FROM calendar_events WHERE calendar = ? AND uid = ?", (calendar, uid)
-            )
-
-    # -- small values, stored as JSON text
-
-    def delete_prefix(self, prefix: str) -> None:
-        """Forget every small value whose key starts with `prefix` (sync markers, calendar URLs)."""
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
-
-    def get(self, key: str, default: Any = None) -> Any:
-        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows else default
-
-    def set(self, key: str, value: Any) -> None:
-        with self.transaction() as tx:
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps(value)),
-            )
 
     # -- one daemon per database (or per name)
 

@@ -9,7 +9,6 @@ opening read-only never changes the file.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -20,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..errors import StateError
-from .protocol import EventRow, Tx
+from .common import SqlRows
+from .protocol import Tx
 from .schema import STEPS, Step
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def _check_version(path: Path, found: int, latest: int, readonly: bool) -> None:
         )
 
 
-class StateDB:
+class StateDB(SqlRows):
     """The SQLite state store (a `protocol.StateStore`).
 
     `readonly=True` opens an existing one for reading only (status, agenda):
@@ -200,50 +200,6 @@ class StateDB:
                 self._db.close()
             except sqlite3.Error:
                 pass  # closing after a disk failure: nothing left to save
-
-    # -- calendar events
-
-    def events(self, calendar: str) -> dict[str, EventRow]:
-        rows = self.query(
-            "SELECT uid, href, etag, hash, served FROM calendar_events WHERE calendar = ?",
-            (calendar,),
-        )
-        return {r[0]: EventRow(*r) for r in rows}
-
-    def put_event(self, calendar: str, row: EventRow) -> None:
-        with self.transaction() as tx:
-            tx.execute(
-                "INSERT INTO calendar_events (calendar, uid, href, etag, hash, served) "
-                "VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (calendar, uid) DO UPDATE SET href = excluded.href, "
-                "etag = excluded.etag, hash = excluded.hash, served = excluded.served",
-                (calendar, row.uid, row.href, row.etag, row.hash, row.served),
-            )
-
-    def forget_event(self, calendar: str, uid: str) -> None:
-        with self.transaction() as tx:
-            tx.execute(
-                "DELETE FROM calendar_events WHERE calendar = ? AND uid = ?", (calendar, uid)
-            )
-
-    # -- small values (sync tokens, last sync, ...), stored as JSON
-
-    def delete_prefix(self, prefix: str) -> None:
-        """Forget every small value whose key starts with `prefix` (sync markers, calendar URLs)."""
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
-
-    def get(self, key: str, default: Any = None) -> Any:
-        rows = self.query("SELECT value FROM meta WHERE key = ?", (key,))
-        return json.loads(rows[0][0]) if rows else default
-
-    def set(self, key: str, value: Any) -> None:
-        with self.transaction() as tx:
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps(value)),
-            )
 
 
 if TYPE_CHECKING:
