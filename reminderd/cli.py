@@ -6,8 +6,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import __version__
 from .clock import Clock, system_clock
@@ -17,6 +18,15 @@ from .timeparse import get_zone
 
 log = logging.getLogger(__name__)
 SYNC_WAIT = 120.0  # seconds `sync` waits for a running daemon's sync to finish
+
+
+def _emit(as_json: bool, data: Callable[[], Any], text: Callable[[], str]) -> None:
+    """A command's result on stdout: indented JSON (`--json`), or text for a person."""
+    if as_json:
+        json.dump(data(), sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text())
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -75,16 +85,11 @@ def cmd_agenda(args: argparse.Namespace) -> int:
         config.sms is not None,
         config.email is not None,
     )
-    if args.json:
-        json.dump(
-            render_json(items, now, args.days, config.timezone, alerts),
-            sys.stdout,
-            indent=2,
-            ensure_ascii=False,
-        )
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_text(items, args.days, config.timezone, after, alerts))
+    _emit(
+        args.json,
+        lambda: render_json(items, now, args.days, config.timezone, alerts),
+        lambda: render_text(items, args.days, config.timezone, after, alerts),
+    )
     return 0
 
 
@@ -228,11 +233,7 @@ def cmd_log(args: argparse.Namespace) -> int:
         from .errors import OutcomeRefused
 
         raise OutcomeRefused(f"no commitment with id '{args.id}' in the files or the state")
-    if args.json:
-        json.dump(render_history_json(items), sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_history_text(items))
+    _emit(args.json, lambda: render_history_json(items), lambda: render_history_text(items))
     return 0
 
 
@@ -344,11 +345,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         if db is not None:
             db.close()
-    if args.json:
-        json.dump(render_json(found), sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render_text(found))
+    _emit(args.json, lambda: render_json(found), lambda: render_text(found))
     return 0
 
 

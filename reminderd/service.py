@@ -46,9 +46,12 @@ from .timeparse import get_zone
 from .watcher import FileWatcher
 
 if TYPE_CHECKING:
+    from datetime import time as TimeOfDay
+
     from .calendar.embedded import EmbeddedServer
     from .replies.service import ReplyPoller
     from .replies.webhook import ReplyWebhook
+    from .sms.dispatch import Dispatcher
     from .sms.scheduler import SmsScheduler
     from .store.postgres import PgDaemonLock
     from .store.protocol import StateStore
@@ -383,16 +386,33 @@ class Daemon:
         Raises (secrets, ...) before anything changes.
         """
         from .sms.factory import make_dispatcher
-        from .sms.scheduler import SmsScheduler
 
         assert config.sms is not None
         dispatcher = make_dispatcher(config, self.db, clock=self.clock)
+        return self._timer(config, dispatcher, config.sms.digest)
+
+    def _timer(
+        self, config: Config, dispatcher: Dispatcher, digest: TimeOfDay | None
+    ) -> SmsScheduler:
+        """The timer over one channel's outbox (SMS or email), not started."""
+        from .sms.scheduler import SmsScheduler
+
         return SmsScheduler(
             dispatcher,
             get_zone(config.timezone),
-            config.sms.digest,
+            digest,
             lambda: self.current.commitments if self.current else None,
         )
+
+    def _launch(
+        self, scheduler: SmsScheduler, commitments: tuple[Commitment, ...] | None
+    ) -> SmsScheduler:
+        """Plan the timer's sends (see `_planned`), then start it."""
+        planned = self._planned(commitments)
+        if planned is not None:
+            scheduler.replan(planned, started=False)
+        scheduler.start()
+        return scheduler
 
     def _planned(self, commitments: tuple[Commitment, ...] | None) -> tuple[Commitment, ...] | None:
         """What a timer starting now plans from: the commitments being loaded, else the
@@ -410,27 +430,18 @@ class Daemon:
         if config.sms is None:
             log.info("SMS backups are off (no sms section in the config)")
             return
-        scheduler = scheduler or self._make_scheduler(config)
-        planned = self._planned(commitments)
-        if planned is not None:
-            scheduler.replan(planned, started=False)
+        scheduler = self._launch(scheduler or self._make_scheduler(config), commitments)
         self.scheduler = scheduler
-        scheduler.start()
         self._start_replies(config, scheduler)
 
     def _make_email_scheduler(self, config: Config) -> SmsScheduler:
         """Email alerts' timer over their own outbox, not started; raises (the password)
         before anything changes."""
         from .sms.factory import make_email_dispatcher
-        from .sms.scheduler import SmsScheduler
 
         assert config.email is not None
-        return SmsScheduler(
-            make_email_dispatcher(config, self.db, clock=self.clock),
-            get_zone(config.timezone),
-            config.email.digest,
-            lambda: self.current.commitments if self.current else None,
-        )
+        dispatcher = make_email_dispatcher(config, self.db, clock=self.clock)
+        return self._timer(config, dispatcher, config.email.digest)
 
     def _start_email(
         self,
@@ -441,12 +452,7 @@ class Daemon:
         """Email alerts and the email digest (`email:`)."""
         if config.email is None:
             return
-        scheduler = scheduler or self._make_email_scheduler(config)
-        planned = self._planned(commitments)
-        if planned is not None:
-            scheduler.replan(planned, started=False)
-        self.email = scheduler
-        scheduler.start()
+        self.email = self._launch(scheduler or self._make_email_scheduler(config), commitments)
 
     def _restart_email(self, config: Config, commitments: tuple[Commitment, ...]) -> None:
         """New email settings: the new timer is built first, so settings that fail leave

@@ -48,7 +48,6 @@ class BearerAuth(AuthBase):
             scopes=[SCOPE],
         )
         self._lock = threading.Lock()
-        self.refreshes = 0
 
     def __repr__(self) -> str:
         return "BearerAuth(***)"
@@ -75,7 +74,6 @@ class BearerAuth(AuthBase):
                     ) from None
                 except google.auth.exceptions.TransportError:
                     raise ServerUnreachable("the OAuth2 token endpoint cannot be reached") from None
-                self.refreshes += 1
             return str(self._creds.token)
 
     def __call__(self, r: Any) -> Any:

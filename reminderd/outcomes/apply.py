@@ -163,9 +163,7 @@ def write_back_pending(
     """
     from .writeback import NotWritable, WriteConflict, WriteFailed, write_back
 
-    pending = [
-        o for group in outcome_log.by_commitment(db).values() for o in group if o.written is None
-    ]
+    pending = outcome_log.not_written(db)
     report = WriteBack()
     if not pending:
         return report

@@ -63,6 +63,14 @@ def by_commitment(db: StateStore, commitment: str | None = None) -> dict[str, li
     return found
 
 
+def not_written(db: StateStore) -> list[Outcome]:
+    """Outcomes whose write-back is still to be tried, oldest first (each reload asks)."""
+    return [
+        _row(r)
+        for r in db.query(f"SELECT {_COLUMNS} FROM outcomes WHERE written IS NULL ORDER BY at, id")
+    ]
+
+
 def set_written(db: StateStore, outcome_id: str, what: str) -> None:
     with db.transaction() as tx:
         tx.execute("UPDATE outcomes SET written = ? WHERE id = ?", (what, outcome_id))

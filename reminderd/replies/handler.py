@@ -142,10 +142,11 @@ class ReplyHandler:
         if not found:
             return "Nothing today or tomorrow."
         lines = []
+        given = refs.assign(self.db, [t.key for t in found if t.commitment.sms])  # one look
         for t in found:
             when = t.start.astimezone(self.zone)
             day = "Today" if when.date() == local.date() else "Tmrw"
-            ref = refs.assign(self.db, [t.key]).get(t.key) if t.commitment.sms else None
+            ref = given.get(t.key)
             lines.append(f"{day} {when:%H:%M} {t.commitment.title}" + (f" #{ref}" if ref else ""))
         text = "\n".join(lines)
         while segments(text) > 4 and len(lines) > 1:

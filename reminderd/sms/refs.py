@@ -9,13 +9,11 @@ then 4, the first one no other touch holds.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 
 from ..store.protocol import StateStore
 
 ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no l/1, o/0: read off a phone screen
-REF_RE = re.compile(r"^[a-z0-9]{2,4}$")
 
 
 def candidates(touch_key: str) -> list[str]:

@@ -66,7 +66,7 @@ from psycopg.rows import TupleRow
 from ..errors import AlreadyRunning, StateError
 from .common import SqlRows
 from .protocol import Tx
-from .schema import STEPS, Step
+from .schema import STEPS, Step, check_version
 
 if TYPE_CHECKING:
     from .protocol import StateStore
@@ -282,7 +282,7 @@ class PostgresStore(SqlRows):
                         f"no state yet in {self.where} (reminderd has not run with this config)"
                     )
                 found = 0
-            _check_version(self.where, found, latest, readonly)
+            check_version(self.where, found, latest, readonly)
             if not readonly:
                 self._migrate(steps, found)
             self._identity = self._current_identity()
@@ -462,7 +462,7 @@ class PostgresStore(SqlRows):
                     step.purpose,
                 )
         after = self._version() or 0
-        _check_version(self.where, after, latest, False)  # a newer reminderd may have won
+        check_version(self.where, after, latest, False)  # a newer reminderd may have won
 
     def _current_identity(self) -> tuple[int, int]:
         rows = self.query(
@@ -710,20 +710,6 @@ def _holder(conn: Conn, key: int) -> str | None:
     if found:
         return f"PID {found.group(1)} on {found.group(2)}"
     return f"server session {row[0]}"
-
-
-def _check_version(where: str, found: int, latest: int, readonly: bool) -> None:
-    """Refuse a schema this code does not know, and, when reading only, one it would upgrade."""
-    if found > latest:
-        raise StateError(
-            f"state database {where} has schema version {found}, newer than this reminderd "
-            f"knows ({latest}): upgrade reminderd (an older version must not change it)"
-        )
-    if readonly and found < latest:
-        raise StateError(
-            f"state database {where} has schema version {found}, older than this reminderd "
-            f"needs ({latest}): run the daemon or `reminderd sync` once to upgrade it"
-        )
 
 
 def _display(given: dict[str, Any], user: str, db: str) -> str:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import StateError
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -126,3 +128,18 @@ STEPS += (
 )
 
 LATEST = STEPS[-1].version
+
+
+def check_version(where: object, found: int, latest: int, readonly: bool) -> None:
+    """Refuse a schema this code does not know, and, when reading only, one it would
+    upgrade. `where` names the database in the message (a path, or a URL)."""
+    if found > latest:
+        raise StateError(
+            f"state database {where} has schema version {found}, newer than this reminderd "
+            f"knows ({latest}): upgrade reminderd (an older version must not change it)"
+        )
+    if readonly and found < latest:
+        raise StateError(
+            f"state database {where} has schema version {found}, older than this reminderd "
+            f"needs ({latest}): run the daemon or `reminderd sync` once to upgrade it"
+        )

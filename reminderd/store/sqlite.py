@@ -21,7 +21,7 @@ from urllib.parse import quote
 from ..errors import StateError
 from .common import SqlRows
 from .protocol import Tx
-from .schema import STEPS, Step
+from .schema import STEPS, Step, check_version
 
 if TYPE_CHECKING:
     from .protocol import StateStore
@@ -59,20 +59,6 @@ def _cause(exc: BaseException) -> str:
 def state_error(path: Path, exc: BaseException) -> StateError:
     """Our error for a SQLite or OS failure on the state database, saying what to do."""
     return StateError(f"state database {path}: {_cause(exc)}")
-
-
-def _check_version(path: Path, found: int, latest: int, readonly: bool) -> None:
-    """Refuse a schema this code does not know, and, when reading only, one it would upgrade."""
-    if found > latest:
-        raise StateError(
-            f"state database {path} has schema version {found}, newer than this reminderd "
-            f"knows ({latest}): upgrade reminderd (an older version must not change it)"
-        )
-    if readonly and found < latest:
-        raise StateError(
-            f"state database {path} has schema version {found}, older than this reminderd "
-            f"needs ({latest}): run the daemon or `reminderd sync` once to upgrade it"
-        )
 
 
 class StateDB(SqlRows):
@@ -113,7 +99,7 @@ class StateDB(SqlRows):
                 )
             try:
                 self._db.execute("PRAGMA busy_timeout=30000")
-                _check_version(path, self._version(), latest, readonly)  # fails now if not a DB
+                check_version(path, self._version(), latest, readonly)  # fails now if not a DB
                 if not readonly:
                     self._db.execute("PRAGMA journal_mode=WAL")
                     self._db.execute(
