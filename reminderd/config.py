@@ -216,7 +216,7 @@ SPEC: tuple[Option, ...] = (
         "state",
         _pg_url,
         None,
-        "a PostgreSQL URL for the state instead of SQLite in state_dir (one daemon per database)",
+        "a PostgreSQL URL for the state instead of SQLite in state_dir (daemons may share it)",
     ),
     Option("", "state_password", SECRET, None, "the state database's password"),
     Option(
@@ -351,6 +351,7 @@ TOP_KEYS = (
     "phone_region",
     "state_dir",
     "commitments",
+    "people",
     "defaults",
     "calendar",
     "sms",
@@ -459,6 +460,31 @@ class OutcomesConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Person:
+    """One rep of a team (`people:`): whose follow-ups, where their alerts and events go."""
+
+    name: str
+    email: str | None  # matched as an owner; where their email alerts go
+    phone: str | None  # E.164; where their SMS go
+    calendar: CalendarConfig  # their own (no url: their own calendar on the embedded server)
+    sources: tuple[SourceSpec, ...]  # their own commitment files
+    line: int  # where the config names them, for messages
+
+    def matches(self, owner: str) -> bool:
+        """An `owner` cell names this person: their name or email, without regard to case."""
+        folded = owner.strip().casefold()
+        return folded == self.name.casefold() or (
+            self.email is not None and folded == _bare_address(self.email).casefold()
+        )
+
+
+def _bare_address(text: str) -> str:
+    from email.utils import parseaddr
+
+    return parseaddr(text)[1] or text
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     timezone: str
@@ -472,6 +498,17 @@ class Config:
     state: str | None = None  # a PostgreSQL URL; None: SQLite under state_dir
     state_password: SecretRef | None = None
     outcomes: OutcomesConfig = OutcomesConfig(write_back=True)
+    people: tuple[Person, ...] = ()  # a team (`people:`); empty: one user
+    person: str | None = None  # set in one person's view of a team config (`team.view`)
+
+    @property
+    def all_sources(self) -> tuple[SourceSpec, ...]:
+        """Every file read: the shared ones, then each person's."""
+        return self.sources + tuple(s for p in self.people for s in p.sources)
+
+    def owner_of(self, spec: SourceSpec) -> str | None:
+        """The person a file belongs to; None for a shared one (routed by `owner`)."""
+        return next((p.name for p in self.people if spec in p.sources), None)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -530,17 +567,24 @@ def load_config(path: Path) -> Config:
             node = Map({}, node.line)
         values[section] = _section(node, section, ctx, base_dir)
     top = values[""]
+    people_node = root.get("people")
+    team = people_node is not None and not (isinstance(people_node, Scalar) and people_node.is_null)
     zone = top["timezone"] or system_zone_name()
     ctx.zone_name = zone
     ctx.phone_region = top["phone_region"]
     defaults = ctx.defaults_from(root.get("defaults"), Defaults())
-    sources = _sources(root.get("commitments"), base_dir, ctx, root.line)
+    commitments_node = root.get("commitments")
+    sources = (
+        []
+        if team and commitments_node is None
+        else _sources(commitments_node, base_dir, ctx, root.line)
+    )
     sms_values = values["sms"] if "sms" in present else None
     if sms_values is not None:
-        _check_sms(sms_values, root.get("sms"), root.items["sms"][0], ctx)  # type: ignore[arg-type]
+        _check_sms(sms_values, root.get("sms"), root.items["sms"][0], ctx, team)  # type: ignore[arg-type]
     email_values = values["email"] if "email" in present else None
     if email_values is not None:
-        _check_email(email_values, root.get("email"), root.items["email"][0], ctx)  # type: ignore[arg-type]
+        _check_email(email_values, root.get("email"), root.items["email"][0], ctx, team)  # type: ignore[arg-type]
     calendar = values["calendar"]
     cal_node = root.get("calendar")
     _check_oauth(calendar, cal_node, root.items.get("calendar", (root.line, None))[0], ctx)
@@ -553,6 +597,16 @@ def load_config(path: Path) -> Config:
                 "loopback: the embedded server then requires authentication; set "
                 "calendar.username and calendar.password_env (or _file, _credential)",
             )
+    calendar_config = CalendarConfig(**_fields("calendar", calendar))
+    people: tuple[Person, ...] = ()
+    if team:
+        assert people_node is not None
+        people = _people(people_node, calendar_config, cal_node, base_dir, ctx)
+        if not sources and not any(p.sources for p in people):
+            ctx.problem(
+                people_node.line, "no commitments: give 'commitments:' files, shared or per person"
+            )
+        _check_team_channels(people, sms_values, email_values, ctx)
     if ctx.problems:
         raise ConfigError(in_line_order(ctx.problems, [shown]))
     return Config(
@@ -564,11 +618,127 @@ def load_config(path: Path) -> Config:
         state_dir=_state_dir(top["state_dir"], base_dir),
         state=top["state"],
         state_password=top["state_password"],
-        calendar=CalendarConfig(**_fields("calendar", calendar)),
+        calendar=calendar_config,
         sms=SmsConfig(**_fields("sms", sms_values)) if sms_values is not None else None,
         email=EmailConfig(**_fields("email", email_values)) if email_values is not None else None,
         outcomes=OutcomesConfig(**values["outcomes"]),
+        people=people,
     )
+
+
+PERSON_KEYS = ("name", "email", "phone", "calendar", "commitments")
+
+
+def _check_team_channels(
+    people: tuple[Person, ...],
+    sms: dict[str, Any] | None,
+    email: dict[str, Any] | None,
+    ctx: FileContext,
+) -> None:
+    """A team's SMS go to each person's phone, its email to each person's address."""
+    for person in people:
+        if sms is not None and not person.phone:
+            ctx.problem(person.line, f"{person.name}: no 'phone' (SMS backups go to it)")
+        if email is not None and not person.email:
+            ctx.problem(person.line, f"{person.name}: no 'email' (email alerts go to it)")
+
+
+def _people(
+    node: Node, shared: CalendarConfig, cal_node: Node | None, base: Path, ctx: FileContext
+) -> tuple[Person, ...]:
+    """`people:`: each rep's name, email, phone, calendar and files; names, emails and
+    calendars unique, so every follow-up has exactly one place to go."""
+    from email.utils import parseaddr
+
+    if not isinstance(node, Seq):
+        ctx.problem(node.line, "'people' must be a list of people (name, email, phone, ...)")
+        return ()
+    people: list[Person] = []
+    names: dict[str, int] = {}
+    emails: dict[str, int] = {}
+    calendars: dict[tuple[str | None, str], int] = {}
+    for item in node.items:
+        if not isinstance(item, Map):
+            ctx.problem(item.line, "each person is a mapping with at least 'name'")
+            continue
+        ctx.check_keys(item, PERSON_KEYS, "a person")
+        name = ctx.text(item.get("name"), "name")
+        if not name:
+            ctx.problem(item.line, "this person has no 'name'")
+            continue
+        folded = name.casefold()
+        if folded in names:
+            ctx.problem(item.line, f"person '{name}' is also listed at line {names[folded]}")
+            continue
+        names[folded] = item.line
+        email = ctx.text(item.get("email"), "email")
+        if email:
+            address = parseaddr(email)[1]
+            if not EMAIL_ADDRESS.match(address):
+                ctx.problem(item.items["email"][0], f"{name}: '{email}' is not an e-mail address")
+            elif address.casefold() in emails:
+                ctx.problem(
+                    item.line,
+                    f"{name}: email {address} is also given at line {emails[address.casefold()]}",
+                )
+            else:
+                emails[address.casefold()] = item.line
+        phone = ctx.text(item.get("phone"), "phone")
+        if phone:
+            try:
+                phone = normalise(phone, ctx.phone_region)
+            except InvalidValue as exc:
+                ctx.problem(item.items["phone"][0], f"{name}: phone: {exc}")
+                phone = None
+        calendar = _person_calendar(item.get("calendar"), shared, name, base, ctx)
+        where = (calendar.url, calendar.name if not calendar.url else "")
+        if where in calendars:
+            ctx.problem(
+                item.line,
+                f"{name}: the same calendar as the person at line "
+                f"{calendars[where]}; give each person their own",
+            )
+        calendars[where] = item.line
+        files = item.get("commitments")
+        sources = (
+            tuple(_sources(files, base, ctx, item.line))
+            if files is not None and not (isinstance(files, Scalar) and files.is_null)
+            else ()
+        )
+        people.append(Person(name, email, phone, calendar, sources, item.line))
+    return tuple(people)
+
+
+def _person_calendar(
+    node: Node | None, shared: CalendarConfig, name: str, base: Path, ctx: FileContext
+) -> CalendarConfig:
+    """A person's `calendar:` over the shared one; without a url, a calendar of their own on
+    the embedded server (named after them unless they name it)."""
+    own_name = f"{shared.name} ({name})"
+    if node is None or (isinstance(node, Scalar) and node.is_null):
+        return replace(
+            shared,
+            url=None,
+            name=own_name,
+            username=shared.username if shared.url is None else None,
+            password=shared.password if shared.url is None else None,
+        )
+    if not isinstance(node, Map):
+        ctx.problem(node.line, f"{name}: 'calendar' must be a mapping (url, username, ...)")
+        return replace(shared, url=None, name=own_name)
+    given = _section(node, "calendar", ctx, base)
+    named = set()
+    for key in node.items:
+        way = next((w for w in SECRET_WAYS if key.endswith(f"_{w}")), None)
+        named.add(key[: -len(way) - 1] if way else key)
+    changes = {k: v for k, v in given.items() if k in named}
+    if not given["url"]:
+        changes.setdefault("name", own_name)
+        changes["url"] = None
+        changes["listen"] = shared.listen  # one embedded server serves everyone
+    else:
+        _check_oauth(given, node, node.line, ctx)
+    return replace(shared, **changes)
 
 
 FIELD_NAMES = {("sms", "from"): "sender", ("email", "from"): "sender"}  # Python keywords
@@ -789,8 +959,11 @@ def _values(node: Node | None, ctx: FileContext) -> dict[str, dict[str, str]] | 
     return found
 
 
-def _check_sms(sms: dict[str, Any], node: Map, line: int, ctx: FileContext) -> None:
-    """Cross-option rules: numbers valid, a sender for Twilio."""
+def _check_sms(
+    sms: dict[str, Any], node: Map, line: int, ctx: FileContext, team: bool = False
+) -> None:
+    """Cross-option rules: numbers valid, a sender for Twilio; a team's `to` is each
+    person's phone."""
     for key in ("to", "from"):
         if sms[key]:
             try:
@@ -802,7 +975,7 @@ def _check_sms(sms: dict[str, Any], node: Map, line: int, ctx: FileContext) -> N
             line, "sms.replies webhook needs sms.webhook_listen and sms.webhook_url (public URL)"
         )
     if sms["provider"] == "twilio":
-        if not sms["to"]:
+        if not sms["to"] and not team:
             ctx.problem(line, "sms.to is required: the number the reminders go to")
         if not sms["from"] and not sms["messaging_service_sid"]:
             ctx.problem(line, "sms needs 'from' (a number) or 'messaging_service_sid'")
@@ -840,10 +1013,13 @@ def _check_oauth(cal: dict[str, Any], node: Node | None, line: int, ctx: FileCon
 EMAIL_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
 
-def _check_email(email: dict[str, Any], node: Map, line: int, ctx: FileContext) -> None:
-    """Cross-option rules: a host, addresses, and plain SMTP only on loopback."""
+def _check_email(
+    email: dict[str, Any], node: Map, line: int, ctx: FileContext, team: bool = False
+) -> None:
+    """Cross-option rules: a host, addresses, and plain SMTP only on loopback; a team's
+    `to` is each person's email."""
     for key in ("host", "from", "to"):
-        if not email[key]:
+        if not email[key] and not (key == "to" and team):
             ctx.problem(line, f"email.{key} is required")
     from email.utils import parseaddr
 

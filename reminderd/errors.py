@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 EX_FAILURE = 1
+EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
@@ -153,3 +154,9 @@ class OutcomeRefused(ReminderdError):
     """An outcome that names no known commitment or touch, or cannot apply (exit 65)."""
 
     exit_code = EX_DATAERR
+
+
+class UsageError(ReminderdError):
+    """A command line that names something the config does not have (exit 64)."""
+
+    exit_code = EX_USAGE

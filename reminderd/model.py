@@ -105,6 +105,7 @@ class Commitment:
     source: SourceRef = SourceRef("-", 0)
     email: tuple[timedelta, ...] = ()  # email alert offsets, like `sms`
     changes: tuple[TouchChange, ...] = ()  # outcomes' overlay; empty as parsed from a file
+    owner: str | None = None  # team mode: the person it belongs to (`people:`), by name
 
     @property
     def zone_name(self) -> str:

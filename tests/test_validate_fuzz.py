@@ -381,6 +381,7 @@ GOOD_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "bring": st.lists(good_text, max_size=3),
     "tags": st.lists(good_text, max_size=3),
     "follow_ups": good_follow_ups,
+    "owner": good_text,  # a team routes by it; one user keeps it as written
     "contact": st.fixed_dictionaries(
         {},
         optional={

@@ -167,7 +167,7 @@ def write_back_pending(
     report = WriteBack()
     if not pending:
         return report
-    by_shown = {spec.shown: spec for spec in config.sources}
+    by_shown = {spec.shown: spec for spec in config.all_sources}
     said = report.said
     batches: dict[Path, list[tuple[Outcome, FileEdit | None]]] = {}
     for o in pending:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import MissingInputError, MissingInputs, Problem
 from ..model import Commitment
+from ..team import route
 from .csvfile import commitments_from_csv
 from .entries import FileContext
 from .files import read_text, text_digest
@@ -44,7 +45,7 @@ def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
     problems: list[Problem] = []
     missing: list[str] = []
     digests: dict[str, str] = {}
-    for spec in config.sources:
+    for spec in config.all_sources:
         stamp = _stamp(config, spec)
         hit = cache.get(str(spec.path)) if cache is not None else None
         if hit is not None and stamp is not None and hit[0] == stamp:
@@ -59,14 +60,16 @@ def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
                 cache[str(spec.path)] = (stamp, found, file_problems, digest)  # one per file
         digests[str(spec.path)] = digest
         problems += file_problems
-        commitments += found
+        routed, unrouted = route(config, spec, found)  # a team: whose each one is
+        problems += unrouted
+        commitments += routed
     if missing:
         raise MissingInputs(missing)
     problems += duplicate_ids(commitments)
     return Loaded(
         tuple(commitments),
-        tuple(in_line_order(problems, [s.shown for s in config.sources])),
-        len(config.sources),
+        tuple(in_line_order(problems, [s.shown for s in config.all_sources])),
+        len(config.all_sources),
         digests,
     )
 

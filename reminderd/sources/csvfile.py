@@ -41,6 +41,7 @@ CSV_COLUMNS = (
     "sms",
     "status",
     "tags",
+    "owner",
 )
 LIST_COLUMNS = frozenset({"agenda", "questions", "bring", "alarms", "sms", "tags"})
 CONTACT_COLUMNS = {"contact": "name", "company": "company", "phone": "phone", "email": "email"}

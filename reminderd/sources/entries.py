@@ -45,6 +45,7 @@ ENTRY_KEYS = (
     "skip_weekends",
     "status",
     "tags",
+    "owner",
 )
 CONTACT_KEYS = ("name", "company", "phone", "email")
 FOLLOW_UP_KEYS = ("after", "when", "purpose")
@@ -374,6 +375,7 @@ class FileContext:
         questions = self.texts(get("questions"), "questions")
         bring = self.texts(get("bring"), "bring")
         tags = self.texts(get("tags"), "tags")
+        owner = self.text(get("owner"), "owner")
         id_node = get("id")
         ident = self.text(id_node, "id")
         if id_node is not None and ident is not None and not _ID_RE.match(ident):
@@ -404,6 +406,7 @@ class FileContext:
             status=Status(status),
             tags=tags,
             source=SourceRef(self.path, entry.line),
+            owner=owner,
         )
 
     def contact(self, node: Node | None) -> Contact | None:
