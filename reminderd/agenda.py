@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -83,31 +84,75 @@ def render_text(
         "",
     ]
     for t in items:
-        c = t.commitment
-        lines.append(
-            f"{t.start.strftime('%a %d %b %Y %H:%M')}-{t.end.strftime('%H:%M')} "
-            f"{t.start.strftime('%Z')}  {c.title}  [{c.channel}]  {t.key}"
-        )
-        who = c.contact.label()
-        if who or c.contact.phone or c.contact.email:
-            parts = [p for p in (who, c.contact.phone, c.contact.email) if p]
-            lines.append(f"    with     {'  '.join(parts)}")
-        if t.purpose:
-            lines.append(f"    why      {t.purpose}")
-        if c.bring:
-            lines.append(f"    bring    {'; '.join(c.bring)}")
-        if c.questions:
-            lines.append(f"    ask      {'; '.join(c.questions)}")
-        if c.agenda:
-            lines.append(f"    agenda   {'; '.join(c.agenda)}")
-        if c.next_step:
-            lines.append(f"    next     {c.next_step}")
-        shown = [
-            f"{a.kind.value} {clock_label(a.at, t.start)} ({format_offset(a.offset)})"
-            for a in alerts(t)
-        ]
-        lines.append(f"    alerts   {', '.join(shown) if shown else 'none'}")
-        lines.append("")
+        lines += _block(t, alerts)
+    return "\n".join(lines)
+
+
+def _block(t: Touch, alerts: AlertsFn) -> list[str]:
+    """One touch for a terminal: its time and title, what to know, its alerts, a blank line."""
+    c = t.commitment
+    lines = [
+        f"{t.start.strftime('%a %d %b %Y %H:%M')}-{t.end.strftime('%H:%M')} "
+        f"{t.start.strftime('%Z')}  {c.title}  [{c.channel}]  {t.key}"
+    ]
+    who = c.contact.label()
+    if who or c.contact.phone or c.contact.email:
+        parts = [p for p in (who, c.contact.phone, c.contact.email) if p]
+        lines.append(f"    with     {'  '.join(parts)}")
+    if t.purpose:
+        lines.append(f"    why      {t.purpose}")
+    if c.bring:
+        lines.append(f"    bring    {'; '.join(c.bring)}")
+    if c.questions:
+        lines.append(f"    ask      {'; '.join(c.questions)}")
+    if c.agenda:
+        lines.append(f"    agenda   {'; '.join(c.agenda)}")
+    if c.next_step:
+        lines.append(f"    next     {c.next_step}")
+    shown = [
+        f"{a.kind.value} {clock_label(a.at, t.start)} ({format_offset(a.offset)})"
+        for a in alerts(t)
+    ]
+    lines.append(f"    alerts   {', '.join(shown) if shown else 'none'}")
+    lines.append("")
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class PersonAgenda:
+    """One person's part of a team's agenda: their touches in the window, the first one
+    after it (for "nothing soon"), and their alerts as they will fire for them."""
+
+    person: str
+    items: Sequence[Touch]
+    after: Touch | None
+    alerts: AlertsFn
+
+
+def render_team_text(groups: Sequence[PersonAgenda], days: int, zone: str) -> str:
+    """A team's agenda: one heading per person, in the config's order; a person with
+    nothing upcoming gets one line."""
+    total = sum(len(g.items) for g in groups)
+    lines = [
+        f"{total} follow-up{'s' if total != 1 else ''} in the next {days} days for "
+        f"{len(groups)} {'person' if len(groups) == 1 else 'people'} "
+        f"(times local to each item; config zone {zone}):",
+        "",
+    ]
+    for g in groups:
+        n = len(g.items)
+        if not n:
+            lines.append(f"== {g.person}: nothing in the next {days} days ==")
+            if g.after is not None:
+                lines.append(
+                    f"next: {g.after.start.strftime('%a %d %b %Y %H:%M %Z')} "
+                    f"{g.after.commitment.title} ({g.after.key})"
+                )
+            lines.append("")
+            continue
+        lines += [f"== {g.person}: {n} follow-up{'s' if n != 1 else ''} ==", ""]
+        for t in g.items:
+            lines += _block(t, g.alerts)
     return "\n".join(lines)
 
 
@@ -126,6 +171,18 @@ def render_json(
         "timezone": zone,
         "touches": [touch_json(t, alerts) for t in items],
     }
+
+
+def render_team_json(
+    groups: Sequence[PersonAgenda], now: datetime, days: int, zone: str
+) -> dict[str, Any]:
+    """`render_json` for a team: the same document, every touch with its `person`, all of
+    them in time order."""
+    found = [(t, g) for g in groups for t in g.items]
+    found.sort(key=lambda tg: (tg[0].start.astimezone(UTC), tg[0].key))
+    doc = render_json([], now, days, zone)
+    doc["touches"] = [dict(touch_json(t, g.alerts), person=g.person) for t, g in found]
+    return doc
 
 
 def touch_json(t: Touch, alerts: AlertsFn = lambda t: t.alerts) -> dict[str, Any]:
@@ -174,4 +231,14 @@ def window(
     return items, (later[0] if later else None)
 
 
-__all__ = ["AlertKind", "render_json", "render_text", "summary", "touch_json", "window"]
+__all__ = [
+    "AlertKind",
+    "PersonAgenda",
+    "render_json",
+    "render_team_json",
+    "render_team_text",
+    "render_text",
+    "summary",
+    "touch_json",
+    "window",
+]

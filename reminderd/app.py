@@ -19,7 +19,7 @@ from .model import Commitment, touches
 from .outcomes import log as outcome_log
 from .outcomes.apply import CalendarEdits
 from .outcomes.overlay import overlay
-from .store.keys import META_LAST_SYNC
+from .store.keys import last_sync_key
 from .store.protocol import StateStore
 from .store.sqlite import StateDB
 from .sync.engine import SyncResult, sync_calendar
@@ -79,6 +79,25 @@ def read_with_outcomes(config: Config, parsed: tuple[Commitment, ...]) -> tuple[
         return with_outcomes(db, parsed)
     finally:
         db.close()
+
+
+Calendar = tuple[Config, tuple[Commitment, ...], tuple[Commitment, ...]]
+"""One calendar's sync: the config it is synced under (a person's view in a team), the
+commitments with outcomes laid over, and the files' own."""
+
+
+def calendars(
+    config: Config, commitments: tuple[Commitment, ...], parsed: tuple[Commitment, ...]
+) -> list[Calendar]:
+    """What one sync round covers: the one calendar, or each person's with their own."""
+    if not config.people:
+        return [(config, commitments, parsed)]
+    from .team import split, view
+
+    mine = {p.name: own for p, own in split(config, parsed)}
+    return [
+        (view(config, person), own, mine[person.name]) for person, own in split(config, commitments)
+    ]
 
 
 def sync_once(
@@ -145,7 +164,7 @@ def sync_once(
             forget_calendar(db)
     if not dry_run:
         db.set(
-            META_LAST_SYNC,
+            last_sync_key(config.person),
             {
                 "at": clock().isoformat(timespec="seconds"),
                 "result": result.line(),

@@ -6,15 +6,22 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .clock import Clock, system_clock
 from .errors import EX_SOFTWARE, InputProblems, MissingInputs, ReminderdError
 from .logs import error_lines, setup_logging
 from .timeparse import get_zone
+
+if TYPE_CHECKING:
+    from .agenda import AlertsFn
+    from .config import Config, Person
+    from .store.leases import Leases
+    from .store.protocol import StateStore
 
 log = logging.getLogger(__name__)
 SYNC_WAIT = 120.0  # seconds `sync` waits for a running daemon's sync to finish
@@ -70,55 +77,166 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_agenda(args: argparse.Namespace) -> int:
-    from .agenda import alerts_as_planned, render_json, render_text, window
+    """Upcoming touches; in a team grouped by person (or one person's, `--person`), each
+    person's alerts as they fire for them (their calendar's alarm cap, their SMS)."""
+    from .agenda import (
+        PersonAgenda,
+        render_json,
+        render_team_json,
+        render_team_text,
+        render_text,
+        window,
+    )
     from .app import read_with_outcomes
+    from .calendar.profiles import capped
 
     config, loaded = _load(args)
     now = args.clock()
-    from .calendar.profiles import capped
+    whom = _people(config, args.person)
+    shown = read_with_outcomes(config, loaded.commitments)
+    if whom is None:
+        items, after = window(capped(shown, config.calendar.rules), now, args.days)
+        alerts = _planned(config)
+        _emit(
+            args.json,
+            lambda: render_json(items, now, args.days, config.timezone, alerts),
+            lambda: render_text(items, args.days, config.timezone, after, alerts),
+        )
+        return 0
+    from .team import split, view
 
-    shown = capped(read_with_outcomes(config, loaded.commitments), config.calendar.rules)
-    items, after = window(shown, now, args.days)
-    alerts = alerts_as_planned(
+    names = {who.name for who in whom}
+    groups = []
+    for who, own in split(config, shown):
+        if who.name in names:
+            mine = view(config, who)
+            items, after = window(capped(own, mine.calendar.rules), now, args.days)
+            groups.append(PersonAgenda(who.name, items, after, _planned(mine)))
+    if args.person:  # one person: their agenda as one user sees theirs
+        (one,) = groups
+        _emit(
+            args.json,
+            lambda: render_team_json(groups, now, args.days, config.timezone),
+            lambda: render_text(one.items, args.days, config.timezone, one.after, one.alerts),
+        )
+        return 0
+    _emit(
+        args.json,
+        lambda: render_team_json(groups, now, args.days, config.timezone),
+        lambda: render_team_text(groups, args.days, config.timezone),
+    )
+    return 0
+
+
+def _planned(config: Config) -> AlertsFn:
+    """A touch's alerts as they will fire under `config` (one user's, or a person's view)."""
+    from .agenda import alerts_as_planned
+
+    return alerts_as_planned(
         config.sms.quiet_hours if config.sms else None,
         get_zone(config.timezone),
         config.sms is not None,
         config.email is not None,
     )
-    _emit(
-        args.json,
-        lambda: render_json(items, now, args.days, config.timezone, alerts),
-        lambda: render_text(items, args.days, config.timezone, after, alerts),
-    )
-    return 0
+
+
+def _people(config: Config, name: str | None) -> tuple[Person, ...] | None:
+    """Whom `--person` shows: None for one user (no `people:`), else the people, every one
+    or the one named. UsageError (64) for a name the config does not have."""
+    if name is not None:
+        from .team import person
+
+        return (person(config, name),)
+    return config.people or None
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    """One reconcile. Beside a running daemon it waits for the daemon's sync in flight
-    (the sync lock), then syncs itself: the two never reconcile at the same time."""
-    from .app import state_db, sync_once
+    """One reconcile (of each person's calendar, in a team). Beside a running daemon it
+    waits for the daemon's sync in flight, then syncs itself: the two never reconcile a
+    calendar at the same time (SQLite: the state dir's sync lock; PostgreSQL: each
+    calendar's lease, which daemons on every host take too)."""
+    from contextlib import nullcontext
+
+    from .app import calendars, state_db, sync_once, with_outcomes
     from .statelock import sync_lock
 
     config, loaded = _load(args)  # a file that fails to parse stops here: nothing is deleted
-    with sync_lock(config.state_dir, SYNC_WAIT, "waiting for the running daemon's sync to finish"):
+    failed = False
+    waiting = "waiting for the running daemon's sync to finish"
+    held = nullcontext() if config.state else sync_lock(config.state_dir, SYNC_WAIT, waiting)
+    with held:
         db = state_db(config)
+        leases = _cli_leases(db) if config.state else None
         try:
-            result, url = sync_once(
-                config,
-                db,
-                loaded.commitments,
-                dry_run=args.dry_run,
-                force=args.force,
-                clock=args.clock,
-            )
+            shown = with_outcomes(db, loaded.commitments)  # as the daemon syncs them
+            for view, own, _ in calendars(config, shown, loaded.commitments):
+                with _calendar_lease(leases, view, waiting):
+                    result, url = sync_once(
+                        view,
+                        db,
+                        own,
+                        dry_run=args.dry_run,
+                        force=args.force,
+                        clock=args.clock,
+                    )
+                for error in result.errors:
+                    print(f"error: {error}", file=sys.stderr)
+                whose = f"{view.person}: " if view.person else ""
+                print(f"{whose}{result.line()}")
+                if not view.calendar.url:
+                    print(
+                        f"{whose}calendar: {url} (embedded; subscribe to it from a calendar "
+                        "app on this machine)"
+                    )
+                failed = failed or bool(result.errors)
         finally:
+            if leases is not None:
+                leases.close()
             db.close()
-    for error in result.errors:
-        print(f"error: {error}", file=sys.stderr)
-    print(result.line())
-    if not config.calendar.url:
-        print(f"calendar: {url} (embedded; subscribe to it from a calendar app on this machine)")
-    return 1 if result.errors else 0
+    return 1 if failed else 0
+
+
+def _cli_leases(db: StateStore) -> Leases:
+    """This command among the daemons sharing a PostgreSQL state (for calendar leases)."""
+    import os
+    import socket
+
+    from .store.leases import leases_for
+
+    leases = leases_for(db, f"{socket.gethostname()}:{os.getpid()}:cli")
+    leases.start()
+    return leases
+
+
+@contextmanager
+def _calendar_lease(leases: Leases | None, view: Config, waiting: str) -> Iterator[None]:
+    """Hold one calendar's lease while syncing it, waiting up to SYNC_WAIT for a daemon's
+    sync of it to end (LockTimeout then, exit 75); nothing without leases (SQLite)."""
+    if leases is None:
+        yield
+        return
+    import time
+
+    from .errors import LockTimeout
+    from .syncworker import calendar_lease
+
+    name = calendar_lease(view)
+    deadline = time.monotonic() + SYNC_WAIT
+    said = False
+    while not leases.try_take(name):
+        if time.monotonic() >= deadline:
+            raise LockTimeout(
+                f"another sync of this calendar (a running daemon's) did not finish within "
+                f"{SYNC_WAIT:.0f} s; try again later"
+            )
+        if not said:
+            print(waiting, file=sys.stderr)
+            said = True
+        time.sleep(0.2)
+    try:
+        yield
+    finally:
+        leases.release(name)
 
 
 def cmd_outcome(args: argparse.Namespace) -> int:
@@ -127,8 +245,9 @@ def cmd_outcome(args: argparse.Namespace) -> int:
     never reconcile at once), then tells the daemon (SIGHUP) to lay it over and replan."""
     import os
     import signal
+    from contextlib import nullcontext
 
-    from .app import state_db, sync_once, with_outcomes
+    from .app import calendars, state_db, sync_once, with_outcomes
     from .errors import OutcomeRefused
     from .outcomes.apply import Request, confirmation, decide, record, write_back_pending
     from .sources import load_sources
@@ -139,8 +258,11 @@ def cmd_outcome(args: argparse.Namespace) -> int:
     if index and not index.isdigit():
         raise OutcomeRefused(f"'{args.id}': a touch is named ID#N, N a number (0 is the first)")
     now = args.clock()
-    with sync_lock(config.state_dir, SYNC_WAIT, "waiting for the running daemon's sync to finish"):
+    waiting = "waiting for the running daemon's sync to finish"
+    held = nullcontext() if config.state else sync_lock(config.state_dir, SYNC_WAIT, waiting)
+    with held:
         db = state_db(config)
+        leases = _cli_leases(db) if config.state else None
         try:
             parsed = {c.id: c for c in loaded.commitments}
             effective = {c.id: c for c in with_outcomes(db, loaded.commitments)}
@@ -174,15 +296,15 @@ def cmd_outcome(args: argparse.Namespace) -> int:
             fresh = load_sources(config)
             if fresh.problems:  # cannot happen after our own write; never sync on a bad read
                 raise OutcomeRefused(str(fresh.problems[0]))
+            shown = with_outcomes(db, fresh.commitments)
+            owner = c.owner if c is not None else None
             try:
-                result, _ = sync_once(
-                    config,
-                    db,
-                    with_outcomes(db, fresh.commitments),
-                    clock=args.clock,
-                    parsed=fresh.commitments,
-                )
-                print(f"calendar: {result.line()}")
+                for view, own, own_parsed in calendars(config, shown, fresh.commitments):
+                    if view.person is not None and view.person != owner:
+                        continue  # a team: only the owner's calendar changes
+                    with _calendar_lease(leases, view, waiting):
+                        result, _ = sync_once(view, db, own, clock=args.clock, parsed=own_parsed)
+                    print(f"calendar: {result.line()}")
             except ReminderdError as exc:
                 print(
                     f"calendar not updated now ({exc}); the outcome is recorded and the next "
@@ -190,6 +312,8 @@ def cmd_outcome(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         finally:
+            if leases is not None:
+                leases.close()
             db.close()
     if pid and pid > 0:
         os.kill(pid, signal.SIGHUP)  # the daemon replans its SMS with the outcome
@@ -215,25 +339,42 @@ def _when(text: str, zone, now):  # type: ignore[no-untyped-def]
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    """Read-only: the history of one commitment, or all."""
+    """Read-only: the history of one commitment, or all; in a team, grouped by person
+    (or one person's, `--person`)."""
     from .app import readonly_state
     from .config import find_config, load_config
-    from .history import gather_history, render_history_json, render_history_text
+    from .history import (
+        gather_history,
+        render_history_json,
+        render_history_text,
+        render_team_history_text,
+    )
     from .sources import load_sources
 
     config = load_config(find_config(args.config))
+    whom = _people(config, args.person)
+    one = whom[0].name if whom and args.person else None  # `--person`: theirs only
     loaded = load_sources(config)
     db = readonly_state(config)
     try:
-        items = gather_history(db, loaded.commitments, args.id)
+        items = gather_history(db, loaded.commitments, args.id, team=whom is not None, person=one)
     finally:
         if db is not None:
             db.close()
     if args.id and not items:
         from .errors import OutcomeRefused
 
-        raise OutcomeRefused(f"no commitment with id '{args.id}' in the files or the state")
-    _emit(args.json, lambda: render_history_json(items), lambda: render_history_text(items))
+        whose = f" of {one}" if one else ""
+        raise OutcomeRefused(f"no commitment with id '{args.id}'{whose} in the files or the state")
+    if whom is None or one:
+        _emit(args.json, lambda: render_history_json(items), lambda: render_history_text(items))
+    else:
+        names = [p.name for p in whom]
+        _emit(
+            args.json,
+            lambda: render_history_json(items),
+            lambda: render_team_history_text(items, names),
+        )
     return 0
 
 
@@ -318,45 +459,60 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Read-only: never creates the state dir or the database."""
-    from .app import readonly_state
+    """Read-only: never creates the state dir or the database. A PostgreSQL state that
+    cannot be reached is one line, not a failure: the rest comes from the config."""
+    from dataclasses import replace
+
+    from .app import readonly_state, state_where
     from .config import find_config, load_config
+    from .errors import StateError
     from .phone import mask
-    from .status import gather, render_json, render_text
+    from .status import Status, gather, render_json, render_text
 
     config = load_config(find_config(args.config))
-    db = readonly_state(config)
-    try:
-        found = gather(
+    whom = _people(config, args.person) or ()
+
+    def read(db: StateStore | None, problem: str | None = None) -> Status:
+        return gather(
             config.state_dir,
             db,
             get_zone(config.timezone),
             "off" if config.sms is None else config.sms.provider,
-            mask(config.sms.to) if config.sms and config.sms.to else None,
+            mask(config.sms.to) if config.sms and config.sms.to and not whom else None,
             config.sms.reply_mode if config.sms else "off",
             _email_shown(config),
+            people=whom,
+            daemons=bool(config.state or whom),  # where several daemons may share it
+            state_error=problem,
         )
-        if config.state:  # the state is a database, not the state dir's file
-            from dataclasses import replace
 
-            from .app import state_where
-
-            found = replace(found, state_dir=state_where(config))
+    db = None
+    try:
+        db = readonly_state(config)
+        found = read(db)
+    except StateError as exc:
+        if not config.state:  # a damaged SQLite file: exit 74, its message says what to do
+            raise
+        found = read(None, str(exc))
     finally:
         if db is not None:
             db.close()
+    if config.state:  # the state is a database, not the state dir's file
+        found = replace(found, state_dir=state_where(config))
     _emit(args.json, lambda: render_json(found), lambda: render_text(found))
     return 0
 
 
-def _email_shown(config) -> str:  # type: ignore[no-untyped-def]
-    """`smtp.example.com:587 (starttls) to a***@example.com`: never the password."""
+def _email_shown(config: Config) -> str:
+    """`smtp.example.com:587 (starttls) to a***@example.com`: never the password. A
+    team's email goes to each person's address (shown under them)."""
     from .email import mask_address
 
     e = config.email
     if e is None:
         return "off"
-    return f"{e.host}:{e.port} ({e.security}) to {mask_address(e.to)}"
+    server = f"{e.host}:{e.port} ({e.security})"
+    return server if config.people or not e.to else f"{server} to {mask_address(e.to)}"
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -374,6 +530,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .service import Daemon
 
     return Daemon(find_config(args.config), clock=args.clock).run()
+
+
+def _person_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--person",
+        metavar="NAME",
+        help="a team's one person (name or email); without it, everyone, grouped by person",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -411,6 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--days", type=int, default=7, metavar="N", help="how many days ahead (default 7)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output (schema in README)")
+    _person_option(p)
     p.set_defaults(func=cmd_agenda)
     p = sub.add_parser("sync", parents=[common], help="one reconcile of the calendar")
     p.add_argument("--dry-run", action="store_true", help="show what would change; change nothing")
@@ -426,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common], help="last sync, last error, next SMS, recent sends"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _person_option(p)
     p.set_defaults(func=cmd_status)
     p = sub.add_parser(
         "test-sms", parents=[common], help="send one SMS to check credentials and number"
@@ -472,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("id", metavar="ID", nargs="?")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _person_option(p)
     p.set_defaults(func=cmd_log)
     return parser
 

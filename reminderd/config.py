@@ -470,19 +470,6 @@ class Person:
     sources: tuple[SourceSpec, ...]  # their own commitment files
     line: int  # where the config names them, for messages
 
-    def matches(self, owner: str) -> bool:
-        """An `owner` cell names this person: their name or email, without regard to case."""
-        folded = owner.strip().casefold()
-        return folded == self.name.casefold() or (
-            self.email is not None and folded == _bare_address(self.email).casefold()
-        )
-
-
-def _bare_address(text: str) -> str:
-    from email.utils import parseaddr
-
-    return parseaddr(text)[1] or text
-
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -656,7 +643,7 @@ def _people(
     people: list[Person] = []
     names: dict[str, int] = {}
     emails: dict[str, int] = {}
-    calendars: dict[tuple[str | None, str], int] = {}
+    calendars: dict[tuple[str | None, str | None, str], int] = {}
     for item in node.items:
         if not isinstance(item, Map):
             ctx.problem(item.line, "each person is a mapping with at least 'name'")
@@ -691,7 +678,7 @@ def _people(
                 ctx.problem(item.items["phone"][0], f"{name}: phone: {exc}")
                 phone = None
         calendar = _person_calendar(item.get("calendar"), shared, name, base, ctx)
-        where = (calendar.url, calendar.name if not calendar.url else "")
+        where = (calendar.url, calendar.username, calendar.name)  # found or made by name
         if where in calendars:
             ctx.problem(
                 item.line,

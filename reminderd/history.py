@@ -2,12 +2,13 @@
 
 Its touches as they stand (moved, done, skipped), the alerts sent for it
 (SMS and email, with what became of each), and its outcomes with their
-source (`sms`, `calendar`, `cli`) and whether the file carries them.
+source (`sms`, `calendar`, `cli`) and whether the file carries them. In a
+team each entry names its `person`; ids known only to the state belong to no one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .model import Commitment, touches
@@ -20,16 +21,28 @@ _SEND_COLUMNS = "key, kind, status, due, sid, error, updated_at"
 
 
 def gather_history(
-    db: StateStore | None, commitments: Iterable[Commitment], ident: str | None
+    db: StateStore | None,
+    commitments: Iterable[Commitment],
+    ident: str | None,
+    *,
+    team: bool = False,
+    person: str | None = None,
 ) -> list[dict[str, Any]]:
     """One entry per commitment (or the one named), in file order; then ids known
-    only to the state (removed from the files since)."""
-    parsed = [c for c in commitments if ident is None or c.id == ident]
+    only to the state (removed from the files since). `team`: each entry names its
+    `person` (None for those only in the state); `person`: only theirs."""
+    every = list(commitments)
+    parsed = [
+        c
+        for c in every
+        if (ident is None or c.id == ident) and (person is None or c.owner == person)
+    ]
     outcomes = outcome_log.by_commitment(db, ident) if db is not None else {}
     items: list[dict[str, Any]] = []
     for c in overlay(parsed, outcomes):
         items.append(
             {
+                **({"person": c.owner} if team else {}),
                 "id": c.id,
                 "title": c.title,
                 "source": str(c.source),
@@ -46,11 +59,12 @@ def gather_history(
                 "outcomes": [_outcome(o) for o in outcomes.get(c.id, [])],
             }
         )
-    known = {c.id for c in parsed}
+    known = {c.id for c in every}  # another person's is not "no longer in the files"
     for cid, group in outcomes.items():
-        if cid not in known:
+        if cid not in known and person is None:
             items.append(
                 {
+                    **({"person": None} if team else {}),
                     "id": cid,
                     "title": None,
                     "source": "(no longer in the files)",
@@ -111,6 +125,27 @@ def render_history_json(items: list[dict[str, Any]]) -> dict[str, Any]:
 def render_history_text(items: list[dict[str, Any]]) -> str:
     if not items:
         return "no commitments\n"
+    return "\n".join(_item_lines(items)) + "\n"
+
+
+def render_team_history_text(items: list[dict[str, Any]], people: Sequence[str]) -> str:
+    """A team's history: one heading per person, in the config's order, then the ids
+    that only the state still knows."""
+    out: list[str] = []
+    for name in people:
+        mine = [item for item in items if item["person"] == name]
+        out += [f"== {name}: {_count(mine)} ==", "", *_item_lines(mine)]
+    orphans = [item for item in items if item["person"] is None]
+    if orphans:
+        out += [f"== no longer in the files: {_count(orphans)} ==", "", *_item_lines(orphans)]
+    return "\n".join(out) + "\n"
+
+
+def _count(items: list[dict[str, Any]]) -> str:
+    return f"{len(items)} commitment{'s' if len(items) != 1 else ''}"
+
+
+def _item_lines(items: list[dict[str, Any]]) -> list[str]:
     out: list[str] = []
     for item in items:
         out.append(f"{item['id']}: {item['title'] or ''} ({item['source']})")
@@ -128,7 +163,12 @@ def render_history_text(items: list[dict[str, Any]]) -> str:
                 + (f"; file: {o['in_file']}" if o["in_file"] else "")
             )
         out.append("")
-    return "\n".join(out) + "\n"
+    return out
 
 
-__all__ = ["gather_history", "render_history_json", "render_history_text"]
+__all__ = [
+    "gather_history",
+    "render_history_json",
+    "render_history_text",
+    "render_team_history_text",
+]

@@ -16,7 +16,9 @@ import logging
 import os
 import queue
 import re
+import secrets
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 from .agenda import summary
 from .app import state_db
 from .clock import Clock, system_clock
-from .config import Config, load_config
+from .config import CalendarConfig, Config, load_config
 from .errors import (
     MissingInputError,
     ReminderdError,
@@ -40,6 +42,7 @@ from .notify import Notifier, watchdog_interval
 from .sms.providers import mask_numbers
 from .sources import FileCache, load_sources
 from .statelock import DaemonLock
+from .store import daemons
 from .store.keys import META_DAEMON, clear_error, record_error
 from .syncworker import SyncWorker
 from .timeparse import get_zone
@@ -53,7 +56,7 @@ if TYPE_CHECKING:
     from .replies.webhook import ReplyWebhook
     from .sms.dispatch import Dispatcher
     from .sms.scheduler import SmsScheduler
-    from .store.postgres import PgDaemonLock
+    from .store.leases import Leases
     from .store.protocol import StateStore
     from .sync.engine import SyncResult
 
@@ -90,28 +93,39 @@ class Daemon:
         self.replies: ReplyPoller | ReplyWebhook | None = None
         self._db: StateStore | None = None
         self.lock: DaemonLock | None = None
-        self.db_lock: PgDaemonLock | None = None  # with state: postgresql://, one per database
+        # this process among the daemons sharing one database: claims and leases carry it
+        self.ident = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.leases: Leases | None = None  # state: postgresql://; none with SQLite
         self._db_inode = 0
         self._announced_url = ""
         self._files: FileCache = {}  # parsed files, re-read only when changed
         self._digests: dict[str, str] = {}  # path -> content digest as last parsed
+        self._outcomes_seen: tuple[object, ...] | None = None  # (count, latest) of outcomes
 
     # -- life cycle
 
     def run(self) -> int:
         config = load_config(self.config_path)  # a bad config at start: exit 78, systemd says why
-        self.lock = DaemonLock(config.state_dir)
-        self.lock.acquire()  # a second daemon on this state stops here, naming the first's PID
+        # SQLite: one daemon per state dir (a second stops here, naming the first's PID);
+        # PostgreSQL: several daemons share the work, on one host or many
+        self.lock = DaemonLock(config.state_dir, shared=bool(config.state))
+        self.lock.acquire()
         try:
             self._db = state_db(config)
-            self.worker = SyncWorker(self.db, self.clock, self._work, self)
-            from .store.postgres import PostgresStore
+            if config.state:
+                from .store.leases import leases_for
 
-            if isinstance(self._db, PostgresStore):  # one daemon per database, on any host
-                self.db_lock = self._db.daemon_lock()
-                self.db_lock.acquire()
+                self.leases = leases_for(self.db, self.ident)
+                self.leases.start()  # held for life: others see this daemon alive
+                daemons.register(
+                    self.db, self.ident, socket.gethostname(), os.getpid(), self.clock()
+                )
+                for gone in daemons.listed(self.db):  # rows of daemons whose session ended
+                    if gone["id"] != self.ident and not self.leases.alive(gone["id"]):
+                        daemons.forget(self.db, gone["id"])
             else:
                 self._db_inode = self.db.path.stat().st_ino
+            self.worker = SyncWorker(self.db, self.clock, self._work, self, self.leases)
             self._set_daemon_state("starting")
             self._clear_error("config")
             self._install_signals()
@@ -153,6 +167,10 @@ class Daemon:
             if event == "stop":
                 break
             self._check_state()
+            if self.current is not None:
+                self._serve_if_orphaned(self.current.config)
+            if event == "" and self._others_decided():
+                event = "outcomes"
             if event in ("reload", "outcomes"):
                 try:
                     self._reload()
@@ -176,6 +194,20 @@ class Daemon:
                 next_resync = (
                     time.monotonic() + self.current.config.calendar.sync_interval.total_seconds()
                 )
+
+    def _others_decided(self) -> bool:
+        """Several daemons: an outcome recorded by another (its reply, its CLI) is laid
+        over here too, within a state check, so no daemon syncs or plans from old news."""
+        if self.leases is None:
+            return False
+        try:
+            rows = self.db.query("SELECT COUNT(*), MAX(at) FROM outcomes")
+        except ReminderdError:
+            return False  # an outage: retried at the next check
+        seen = tuple(rows[0]) if rows else None
+        changed = self._outcomes_seen is not None and seen != self._outcomes_seen
+        self._outcomes_seen = seen
+        return changed
 
     def _sync_soon(self, full_check: bool = False) -> None:
         if self.worker is not None:
@@ -214,10 +246,10 @@ class Daemon:
             step("embedded calendar", self.embedded.stop)
         if self._db is not None:
             step("state", lambda: self._set_daemon_state("stopped"))
+            if self.leases is not None:
+                step("leases", self.leases.close)
             if worker_done:  # a sync still writing keeps its connection; the exit closes it
                 step("state", self.db.close)
-        if self.db_lock is not None:
-            self.db_lock.release()
         if self.lock is not None:
             self.lock.release()
         log.info("stopped cleanly" if clean else "stopped")
@@ -230,7 +262,7 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.events.put("reload"))
 
     def _watch(self, config: Config) -> None:
-        self.watcher.watch({self.config_path} | {s.path for s in config.sources})
+        self.watcher.watch({self.config_path} | {s.path for s in config.all_sources})
 
     # -- loading
 
@@ -333,17 +365,50 @@ class Daemon:
     # -- calendar
 
     def _start_calendar(self, config: Config) -> None:
-        if config.calendar.url:
+        """The embedded server, when a calendar needs it (no url: the one user's, or a
+        person's in a team). Daemons sharing a database on one host share it: one serves,
+        and another takes over when that one is gone (`_serve_if_orphaned`)."""
+        served = next((c for c in _calendars(config) if not c.url), None)
+        if served is None:
             return
+        config = replace(config, calendar=served)  # a person's: the server's credentials
         from .calendar import embedded_server, port_taken
         from .calendar.embedded import port_in_use
 
         secret = config.calendar.password
         server = embedded_server(config, secret.resolve() if secret else None)
         if port_in_use(server.host, server.port):  # never hand our password and data to a squatter
+            if self.leases is not None and self._sibling_here():
+                log.info("embedded calendar on %s: served by another daemon here", server.url)
+                return
             raise port_taken(server)
         server.start()
         self.embedded = server
+
+    def _sibling_here(self) -> bool:
+        """Another live daemon of this database runs on this host (and so serves the
+        embedded calendar of our shared state dir)."""
+        assert self.leases is not None
+        host = socket.gethostname()
+        return any(
+            d["id"] != self.ident and d["host"] == host and self.leases.alive(d["id"])
+            for d in daemons.listed(self.db)
+        )
+
+    def _serve_if_orphaned(self, config: Config) -> None:
+        """The daemon that served the embedded calendar here is gone: serve it now."""
+        if self.embedded is not None or self.leases is None:
+            return
+        if all(p.url for p in _calendars(config)):
+            return
+        from .calendar.embedded import port_in_use
+
+        host, _, port = config.calendar.listen.rpartition(":")
+        if not port_in_use(host, int(port)):
+            try:
+                self._start_calendar(config)
+            except ReminderdError as exc:
+                log.warning("embedded calendar not served: %s", exc)
 
     # the sync worker's SyncReport
 
@@ -388,7 +453,9 @@ class Daemon:
         from .sms.factory import make_dispatcher
 
         assert config.sms is not None
-        dispatcher = make_dispatcher(config, self.db, clock=self.clock)
+        dispatcher = make_dispatcher(config, self.db, clock=self.clock, owner=self.ident)
+        if config.people:  # each person's SMS go to their phone
+            _route(dispatcher, {p.name: p.phone for p in config.people if p.phone})
         return self._timer(config, dispatcher, config.sms.digest)
 
     def _timer(
@@ -440,7 +507,9 @@ class Daemon:
         from .sms.factory import make_email_dispatcher
 
         assert config.email is not None
-        dispatcher = make_email_dispatcher(config, self.db, clock=self.clock)
+        dispatcher = make_email_dispatcher(config, self.db, clock=self.clock, owner=self.ident)
+        if config.people:  # each person's email alerts go to their address
+            _route(dispatcher, {p.name: p.email for p in config.people if p.email})
         return self._timer(config, dispatcher, config.email.digest)
 
     def _start_email(
@@ -473,7 +542,10 @@ class Daemon:
 
         sms = config.sms
         assert sms is not None
-        if sms.reply_mode == "off" or not sms.to:
+        users: str | dict[str, str] | None = sms.to
+        if config.people:  # a team: each person's phone, acting on their own follow-ups
+            users = {p.phone: p.name for p in config.people if p.phone}
+        if sms.reply_mode == "off" or not users:
             return
 
         def view() -> View | None:
@@ -485,7 +557,7 @@ class Daemon:
         sender = scheduler.dispatcher.sender
         handler = ReplyHandler(
             self.db,
-            sms.to,
+            users,
             get_zone(config.timezone),
             self.clock,
             view,
@@ -564,6 +636,9 @@ class Daemon:
         )
 
     def _set_daemon_state(self, state: str) -> None:
+        if self.leases is not None:  # several daemons: each its own row
+            daemons.set_state(self.db, self.ident, state, self.clock(), None)
+            return
         self.db.set(
             META_DAEMON,
             {
@@ -591,12 +666,12 @@ class Daemon:
         manager restarts us on a fresh state (sends are then looked up before any repeat)."""
         if self.lock is None or self._db is None:
             return
-        if self.db_lock is not None:  # PostgreSQL: the same database, and still our lock
+        if self.leases is not None:  # PostgreSQL: still the same database
             from .store.postgres import PostgresStore
 
             assert isinstance(self._db, PostgresStore)
             try:
-                same_db = self._db.still_same() and self.db_lock.still_ours()
+                same_db = self._db.still_same()
             except ReminderdError:
                 same_db = True  # unreachable now is an outage, retried; not a replacement
             where = self._db.where
@@ -613,6 +688,19 @@ class Daemon:
                 where,
             )
             raise StateGone(f"state {where} was deleted or replaced while running")
+
+
+def _calendars(config: Config) -> list[CalendarConfig]:
+    """Every calendar a config syncs: the one user's, or each person's."""
+    return [p.calendar for p in config.people] if config.people else [config.calendar]
+
+
+def _route(dispatcher: Dispatcher, to: dict[str, str]) -> None:
+    """A team's alerts: each to its owner (`to`: person -> number or address); each
+    person's digest to them."""
+    dispatcher.recipient = lambda c: to.get(c.owner or "")
+    dispatcher.people = to
+    dispatcher.owner_of = lambda c: c.owner
 
 
 def _keep_runtime(new: Config, old: Config) -> Config:

@@ -47,9 +47,9 @@ def _open_existing(path: Path) -> int | None:
     return None
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, shared: bool = False) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             return False
@@ -66,16 +66,22 @@ def _pid_in(fd: int) -> int | None:
 
 
 class DaemonLock:
-    """Held by `reminderd run` from start to exit."""
+    """Held by `reminderd run` from start to exit.
 
-    def __init__(self, state_dir: Path) -> None:
+    `shared`: the state is a PostgreSQL database that several daemons share, so
+    daemons on one host may share the state dir too (it holds the embedded
+    calendar); a SQLite daemon, which takes it exclusively, still refuses them.
+    """
+
+    def __init__(self, state_dir: Path, shared: bool = False) -> None:
         self.path = state_dir / DAEMON_LOCK
+        self.shared = shared
         self._fd: int | None = None
 
     def acquire(self) -> None:
         """Take the lock or raise AlreadyRunning naming the holder's PID."""
         fd = _create(self.path)
-        if not _try_lock(fd):
+        if not _try_lock(fd, self.shared):
             pid = _pid_in(fd)
             os.close(fd)
             who = f"PID {pid}" if pid else "another process"

@@ -4,14 +4,19 @@ It syncs when asked (`wanted()`: an edit, a reload, the periodic timer) and,
 after a failure, again at a growing, capped delay, while the daemon stays up.
 It never syncs before a good load: a file broken at start must delete nothing.
 Each sync holds the state dir's sync lock, so a `reminderd sync` by hand never
-runs beside it. What happened is reported to the daemon through `SyncReport`.
+runs beside it. A team's calendars are synced one after the other; with
+several daemons on one PostgreSQL each calendar is taken under a lease (a
+session advisory lock, `Leases`), and a calendar another daemon is syncing is
+left to it. What happened is reported to the daemon through `SyncReport`.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Protocol
 
 from .app import sync_once
@@ -32,6 +37,22 @@ SYNC_LOCK_WAIT = 60.0  # a `reminderd sync` by hand holds the sync lock for at m
 CRASH_BACKOFF = 6  # after a crash (a bug), wait as after six failures: about a minute
 
 
+class Leases(Protocol):
+    """Short exclusive leases shared by every daemon on one state (`store.leases`)."""
+
+    def try_take(self, name: str) -> bool: ...
+    def release(self, name: str) -> None: ...
+
+
+def calendar_lease(config: Config) -> str:
+    """The lease name of the calendar `config` syncs (a person's view in a team)."""
+    cal = config.calendar
+    if cal.url:
+        return f"calendar:{cal.url}|{cal.username or ''}|{cal.name}"
+    # the embedded server's calendars live in this host's state dir: one lease per host
+    return f"calendar:embedded@{socket.gethostname()}/{cal.listen}|{cal.name}"
+
+
 class SyncReport(Protocol):
     """What the worker tells the daemon."""
 
@@ -48,8 +69,16 @@ a good load."""
 
 
 class SyncWorker:
-    def __init__(self, db: StateStore, clock: Clock, work: Work, report: SyncReport) -> None:
+    def __init__(
+        self,
+        db: StateStore,
+        clock: Clock,
+        work: Work,
+        report: SyncReport,
+        leases: Leases | None = None,
+    ) -> None:
         self.db = db
+        self.leases = leases  # several daemons on one database: one syncs each calendar
         self.clock = clock
         self.work = work  # the config and the last good commitments, or None before a good load
         self.report = report
@@ -97,33 +126,71 @@ class SyncWorker:
         commitments: tuple[Commitment, ...],
         parsed: tuple[Commitment, ...],
     ) -> bool:
-        """One sync; False when it should be retried later."""
+        """One round over every calendar; False when it should be retried later."""
+        from .app import calendars
+
+        # with leases (PostgreSQL) each calendar has its own, across hosts; else the state
+        # dir's lock keeps a `reminderd sync` by hand from running beside this one
+        held = (
+            nullcontext()
+            if self.leases is not None
+            else sync_lock(config.state_dir, SYNC_LOCK_WAIT)
+        )
         try:
-            with sync_lock(config.state_dir, SYNC_LOCK_WAIT):
+            with held:
                 if self._full_check:
                     self._full_check = False
                     forget_sync_markers(self.db)
-                result, url = sync_once(
-                    config,
-                    self.db,
-                    commitments,
-                    progress=None,
-                    serve=False,
-                    clock=self.clock,
-                    parsed=parsed,
-                    on_outcome=self.report.outcome,
-                )
+                ok = True
+                for view, own, own_parsed in calendars(config, commitments, parsed):
+                    ok = self._sync_one(view, own, own_parsed) and ok
+                return ok
+        except LockTimeout as exc:
+            log.warning("calendar sync postponed: %s", exc)
+            return False
+
+    def _sync_one(
+        self,
+        config: Config,
+        commitments: tuple[Commitment, ...],
+        parsed: tuple[Commitment, ...],
+    ) -> bool:
+        """One calendar; False when it should be retried later."""
+        whose = f" of {config.person}" if config.person else ""
+        lease = calendar_lease(config)
+        try:
+            if self.leases is not None and not self.leases.try_take(lease):
+                log.debug("calendar%s: another daemon is syncing it", whose)
+                return True
+        except ReminderdError as exc:  # the database is away: the whole round is retried
+            log.warning("calendar sync%s postponed: %s", whose, exc)
+            self.report.failed(str(exc), retrying=True)
+            return False
+        try:
+            result, url = sync_once(
+                config,
+                self.db,
+                commitments,
+                progress=None,
+                serve=False,
+                clock=self.clock,
+                parsed=parsed,
+                on_outcome=self.report.outcome,
+            )
         except MassDeleteRefused as exc:
             log.error("%s", exc)
             self.report.failed(str(exc), retrying=False)
             return True  # retrying cannot help: the files must change
-        except LockTimeout as exc:
-            log.warning("calendar sync postponed: %s", exc)
-            return False
         except ReminderdError as exc:
-            log.warning("calendar sync failed (%s); retrying with backoff", exc)
+            log.warning("calendar sync%s failed (%s); retrying with backoff", whose, exc)
             self.report.failed(str(exc), retrying=True)
             return False
-        log.info("calendar sync: %s", result.line())
+        finally:
+            if self.leases is not None:
+                try:
+                    self.leases.release(lease)
+                except ReminderdError as exc:  # the session is gone, and the lease with it
+                    log.debug("lease %s not released: %s", lease, exc)
+        log.info("calendar sync%s: %s", whose, result.line())
         self.report.synced(result, url)
         return True

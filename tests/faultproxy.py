@@ -21,6 +21,7 @@ class FaultProxy:
         parts = urlsplit(upstream)
         self.modes: list[str] = []  # "500" | "429" | "hang" | "drop" | "lose-reply"
         self.seen: list[tuple[str, str, str]] = []  # (method, path, what we did)
+        self.slow_reply = 0.0  # seconds a forwarded POST's reply is held: a send stays in flight
         self.lock = threading.Lock()
         proxy = self
 
@@ -66,6 +67,8 @@ class FaultProxy:
                 if mode == "lose-reply":
                     self.close_connection = True
                     return
+                if self.command == "POST" and proxy.slow_reply:
+                    time.sleep(proxy.slow_reply)  # the provider has it; the sender waits
                 relay(self, reply.status, reply.reason, reply.getheaders(), data)
 
             do_GET = do_POST = handle_one

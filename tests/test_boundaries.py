@@ -21,6 +21,7 @@ CORE = [
     "reminderd.sms.plan",
     "reminderd.agenda",
     "reminderd.config",
+    "reminderd.team",
     "reminderd.clock",
     "reminderd.retry",
     "reminderd.starter",

@@ -1,8 +1,9 @@
 """`state: postgresql://...`: the daemon and the commands on a real PostgreSQL.
 
-One daemon per database for now (several sharing the work is the team issue): a second
-daemon on the same database, from another state dir (another host), is refused and
-names the first. The password comes from `state_password_env` and shows nowhere.
+Several daemons may share one database (the team tests, `test_team_daemon.py`, prove
+the sends): a second daemon from another state dir (another host) runs beside the
+first, and `status` lists both. The password comes from `state_password_env` and
+shows nowhere.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def run(env: dict[str, str], tmp: Path, *args: str) -> subprocess.CompletedProce
     )
 
 
-def test_one_daemon_per_database_and_the_commands_on_postgresql(
+def test_two_daemons_on_one_database_and_the_commands_on_postgresql(
     rig: tuple[str, Path, dict[str, str]],
     postgres: PgServer,  # noqa: F811
 ) -> None:
@@ -69,11 +70,35 @@ def test_one_daemon_per_database_and_the_commands_on_postgresql(
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
+    other_log = tmp / "b.log"
+    other = subprocess.Popen(
+        [sys.executable, "-m", "reminderd", "--config", str(config(tmp, url, "state-b")), "run"],
+        cwd=tmp,
+        env=env,
+        stdout=other_log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     try:
-        wait_for("the first sync", lambda: "calendar sync: created 1" in log.read_text(), 60)
-        other = run(env, tmp, "--config", str(config(tmp, url, "state-b")), "run")
-        assert other.returncode == 75, other.stderr
-        assert f"PID {daemon.pid}" in other.stderr and "state database" in other.stderr
+        wait_for(
+            "both daemons up",
+            lambda: all("next SMS" in f.read_text() for f in (log, other_log)),
+            60,
+        )
+        wait_for(
+            "the first sync (by either: each calendar is synced by one at a time)",
+            lambda: "calendar sync: created 1" in log.read_text() + other_log.read_text(),
+            60,
+        )
+        assert other.poll() is None, other_log.read_text()
+        wait_for(
+            "both daemons listed",
+            lambda: (
+                f"PID {daemon.pid}" in run(env, tmp, "--config", str(first), "status").stdout
+                and f"PID {other.pid}" in run(env, tmp, "--config", str(first), "status").stdout
+            ),
+            30,
+            step=0.5,
+        )
 
         status = run(env, tmp, "--config", str(first), "status")
         assert status.returncode == 0, status.stderr
@@ -98,6 +123,10 @@ def test_one_daemon_per_database_and_the_commands_on_postgresql(
         assert "done (signed) on #0 from cli; file: written" in history.stdout
     finally:
         daemon.terminate()
+        other.terminate()
         assert daemon.wait(timeout=60) == 0
-    everything = log.read_text() + status.stdout + status.stderr + history.stdout
+        assert other.wait(timeout=60) == 0
+    everything = (
+        log.read_text() + other_log.read_text() + status.stdout + status.stderr + history.stdout
+    )
     assert postgres.password not in everything

@@ -27,7 +27,7 @@ from reminderd.errors import AlreadyRunning, StateError
 from reminderd.sms.outbox import Outbox
 from reminderd.sms.plan import PlannedSend
 from reminderd.store import postgres as pgstore
-from reminderd.store.postgres import PostgresStore, translate
+from reminderd.store.postgres import PgLeases, PostgresStore, translate
 from reminderd.store.protocol import EventRow, StateStore
 from reminderd.store.schema import LATEST, STEPS, Step
 from reminderd.store.sqlite import StateDB
@@ -43,6 +43,7 @@ TABLES = {
     "inbound",
     "sms_refs",
     "email_outbox",
+    "daemons",
     "reminderd_schema",
 }
 
@@ -148,9 +149,12 @@ def test_an_older_database_is_upgraded_in_place_keeping_its_rows(
     assert version_of(postgres, url) == 2
     with caplog.at_level(logging.INFO, logger="reminderd.store.postgres"):
         db = open_store(url)
+    # one line per step it ran, ending at the latest
     assert caplog.messages == [
-        f"state database {url}: upgraded to schema version {LATEST} ({STEPS[-1].purpose})"
+        f"state database {url}: upgraded to schema version {step.version} ({step.purpose})"
+        for step in STEPS[2:]
     ]
+    assert STEPS[-1].version == LATEST
     assert version_of(postgres, url) == LATEST
     assert db.events(CAL) == {"reminderd-1": EventRow("reminderd-1", "/a.ics", '"e1"', "h1")}
     assert db.get("sync:" + CAL) == "token-7"
@@ -620,7 +624,7 @@ def test_the_password_is_never_shown(
         )
         shown.append(str(refused.value))
         db = open_store(url)
-        shown += [repr(db), str(db.path), db.where, repr(vars(db)), repr(db.daemon_lock())]
+        shown += [repr(db), str(db.path), db.where, repr(vars(db)), repr(PgLeases(db, "x"))]
         assert db.where == url
         with pytest.raises(StateError) as in_url:
             open_store(url.replace("reminderd@", f"reminderd:{postgres.password}@"))
@@ -743,17 +747,16 @@ def test_a_replaced_database_is_noticed(
     assert not db.still_same()
 
 
-# -- one daemon per database
-
+# -- daemons sharing the database: a dead one loses its lock with its session
 
 HOLDER = textwrap.dedent(
     """
     import os, sys, time
-    from reminderd.store.postgres import PostgresStore
+    from reminderd.store.postgres import PgLeases, PostgresStore
 
     db = PostgresStore(sys.argv[1], password=os.environ["RD_TEST_PASSWORD"])
-    lock = db.daemon_lock()
-    lock.acquire()
+    leases = PgLeases(db, "held-by-a-child")
+    leases.start()
     print("held", flush=True)
     time.sleep(120)
     """
@@ -761,37 +764,7 @@ HOLDER = textwrap.dedent(
 
 
 @server
-def test_a_second_daemon_is_refused_and_the_lock_is_released_on_release(
-    url: str, open_store: Callable[..., PostgresStore]
-) -> None:
-    first = open_store(url).daemon_lock()
-    first.acquire()
-    try:
-        assert first.still_ours()
-        second = open_store(url).daemon_lock()
-        with pytest.raises(AlreadyRunning) as refused:
-            second.acquire()
-        assert str(refused.value) == (
-            f"another reminderd daemon (PID {os.getpid()} on {os.uname().nodename}) is running "
-            f"on the state database {url}; stop it first, or give this config its own database"
-        )
-        assert refused.value.exit_code == 75
-        assert second.holder() == f"PID {os.getpid()} on {os.uname().nodename}"
-        assert not second.try_acquire()
-        other = open_store(url).daemon_lock("another-name")  # another name: another lock
-        assert other.try_acquire()
-        other.release()
-    finally:
-        first.release()
-    assert not first.still_ours()
-    assert second.holder() is None
-    second.acquire()
-    assert second.still_ours()
-    second.release()
-
-
-@server
-def test_a_daemon_that_dies_loses_the_lock(
+def test_a_daemon_killed_with_sigkill_is_seen_dead(
     postgres: PgServer,  # noqa: F811
     url: str,
     open_store: Callable[..., PostgresStore],
@@ -803,50 +776,23 @@ def test_a_daemon_that_dies_loses_the_lock(
         text=True,
         env=dict(os.environ, RD_TEST_PASSWORD=postgres.password),
     )
+    watcher = PgLeases(open_store(url), "watcher")
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-        lock = open_store(url).daemon_lock()
-        with pytest.raises(AlreadyRunning) as refused:
-            lock.acquire()
-        assert f"(PID {proc.pid} on " in str(refused.value)
+        watcher.start()
+        assert watcher.alive("held-by-a-child")
+        with pytest.raises(AlreadyRunning):  # the same identity twice: refused
+            PgLeases(open_store(url), "held-by-a-child").start()
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 15
-        while True:  # the server ends the session as soon as it sees the socket closed
-            try:
-                lock.acquire()
-                break
-            except AlreadyRunning:
-                assert time.monotonic() < deadline, "the dead daemon's lock was never released"
-                time.sleep(0.1)
-        assert lock.still_ours()
-        lock.release()
+        while watcher.alive("held-by-a-child"):  # the server ends the session at once
+            assert time.monotonic() < deadline, "the killed daemon still looks alive"
+            time.sleep(0.1)
     finally:
+        watcher.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
-
-
-@server
-def test_a_lock_whose_connection_dies_is_no_longer_ours_and_free(
-    postgres: PgServer,  # noqa: F811
-    url: str,
-    open_store: Callable[..., PostgresStore],
-) -> None:
-    held = open_store(url).daemon_lock()
-    held.acquire()
-    with postgres.admin() as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-            (held.me,),
-        )
-    assert not held.still_ours()
-    other = open_store(url).daemon_lock()
-    deadline = time.monotonic() + 10
-    while not other.try_acquire():  # the terminated backend exits a moment later
-        assert time.monotonic() < deadline, "a terminated session kept the lock"
-        time.sleep(0.05)
-    other.release()
-    held.release()

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from ..clock import Clock, system_clock
 from ..model import Commitment, upcoming
-from ..sms.dispatch import Dispatcher, Tuning
+from ..sms.dispatch import Dispatcher, Recipient, Tuning
 from ..sms.outbox import Outbox, Row
 from . import mask_address
 from .message import build_alert, build_digest, email_payload
@@ -28,6 +28,7 @@ from .plan import planned_emails
 
 if TYPE_CHECKING:
     from ..config import EmailConfig
+    from ..store.leases import Leases
     from .smtp import SmtpSender
 
 EMAIL_TUNING = Tuning(workers=4, lookup_delay=timedelta(0))  # nothing to look up: no wait
@@ -61,19 +62,25 @@ class EmailDispatcher(Dispatcher):
         zone: ZoneInfo,
         clock: Clock = system_clock,
         tuning: Tuning = EMAIL_TUNING,
+        *,
+        recipient: Recipient | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.cfg = cfg
         self.domain = cfg.sender.rpartition("@")[2].rstrip(">") or "reminderd.invalid"
         self._setup(outbox, sender, cfg.to, zone, clock, tuning, rate_per_minute=60)
+        self.recipient = recipient
+        self.leases = leases
 
-    @property
-    def shown_to(self) -> str:
-        return mask_address(self.to)
+    def shown(self, to: str) -> str:
+        return mask_address(to)
 
     def replan(
         self, commitments: Iterable[Commitment], now: datetime | None = None
     ) -> dict[str, int]:
-        planned = planned_emails(commitments, late_grace=self.cfg.late_grace)
+        planned = planned_emails(
+            commitments, late_grace=self.cfg.late_grace, recipient=self.recipient
+        )
         return self._reconcile(planned, now)
 
     def _text(self, row: Row, late: bool, now: datetime) -> str:
@@ -83,7 +90,7 @@ class EmailDispatcher(Dispatcher):
                 day=datetime.fromisoformat(str(row.payload["day"])).date(),
                 zone=self.zone,
                 sender=self.cfg.sender,
-                to=self.to,
+                to=self.to_of(row),
                 key=row.key,
                 now=now,
                 domain=self.domain,
@@ -92,7 +99,7 @@ class EmailDispatcher(Dispatcher):
             msg = build_alert(
                 row.payload,
                 sender=self.cfg.sender,
-                to=self.to,
+                to=self.to_of(row),
                 key=row.key,
                 now=now,
                 domain=self.domain,
@@ -103,13 +110,23 @@ class EmailDispatcher(Dispatcher):
         return ()  # never looked up (`MailSender.find_sent`)
 
     def digest(self, commitments: Iterable[Commitment], now: datetime | None = None) -> str | None:
-        """Queue today's agenda email (once per day), each touch with its full content."""
+        """Queue today's agenda email (once per day), each touch with its full content.
+
+        A team (`people`): one per person, to their address, of their own touches."""
         now = now or self.clock()
         local = now.astimezone(self.zone)
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         today = upcoming(list(commitments), now, (day_start + timedelta(days=1)).astimezone(UTC))
-        key = f"digest@{local.date().isoformat()}"
-        payload = {"day": local.date().isoformat(), "touches": [email_payload(t) for t in today]}
-        if self.outbox.add(key, "digest", now, now + self.cfg.late_grace, payload, now):
-            return f"{len(today)} follow-ups"
-        return None
+        day = local.date().isoformat()
+        until = now + self.cfg.late_grace
+        if self.people is None:
+            payload = {"day": day, "touches": [email_payload(t) for t in today]}
+            if self.outbox.add(f"digest@{day}", "digest", now, until, payload, now):
+                return f"{len(today)} follow-ups"
+            return None
+        queued = []
+        for name, to, own, _missed in self._per_person(today, []):
+            payload = {"day": day, "touches": [email_payload(t) for t in own], "to": to}
+            if self.outbox.add(f"digest@{day}@{name}", "digest", now, until, payload, now):
+                queued.append(f"{name}: {len(own)} follow-ups")
+        return ", ".join(queued) if queued else None

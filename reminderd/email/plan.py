@@ -7,7 +7,7 @@ quiet hours: an email waits in the inbox, it does not wake anyone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, timedelta
 
 from ..model import Commitment, touches
@@ -17,17 +17,27 @@ from .message import email_payload
 
 
 def planned_emails(
-    commitments: Iterable[Commitment], *, late_grace: timedelta
+    commitments: Iterable[Commitment],
+    *,
+    late_grace: timedelta,
+    recipient: Callable[[Commitment], str | None] | None = None,
 ) -> dict[str, PlannedSend]:
-    """Every email alert of every open touch of every open commitment."""
+    """Every email alert of every open touch of every open commitment.
+
+    `recipient` (a team): the address a commitment's alerts go to, put in each
+    payload as `to`; None (or no address) leaves `to` out: the configured one.
+    """
     found: dict[str, PlannedSend] = {}
     for c in commitments:
         if not c.active or not c.email:
             continue
+        to = recipient(c) if recipient is not None else None
         for t in touches(c):
             if not t.alerting:
                 continue
             payload = email_payload(t)
+            if to:
+                payload["to"] = to
             for offset in c.email:
                 due = apply_offset(t.start, offset).astimezone(UTC)
                 key = send_key(t.key, offset, t.start)

@@ -49,7 +49,7 @@ class ReplyHandler:
     def __init__(
         self,
         db: StateStore,
-        user: str,
+        user: str | Mapping[str, str],
         zone: ZoneInfo,
         clock: Callable[[], datetime],
         view: Callable[[], View | None],
@@ -57,7 +57,8 @@ class ReplyHandler:
         on_reply: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
-        self.user = user  # sms.to: the only number whose replies are commands
+        # whose replies are commands: sms.to, or a team's phones -> each person's name
+        self.users: Mapping[str, str | None] = {user: None} if isinstance(user, str) else user
         self.zone = zone
         self.clock = clock
         self.view = view
@@ -73,23 +74,24 @@ class ReplyHandler:
         if self.seen(msg.sid):
             return "seen"
         now = self.clock()
-        if msg.sender != self.user:
-            log.info("SMS from %s ignored: not sms.to", mask(msg.sender))
+        if msg.sender not in self.users:
+            log.info("SMS from %s ignored: not sms.to (nor a person's phone)", mask(msg.sender))
             return self._finish(msg, now, "ignored: another number", None, None)
+        whose = self.users[msg.sender]
         try:
             command = parse_reply(msg.body)
         except ReplyError as exc:
             return self._finish(msg, now, f"not understood: {exc}", _help(str(exc)), None)
         if command.verb == "help":
             return self._finish(msg, now, "help", HELP_TEXT, None)
-        view = self.view()
+        view = _theirs(self.view(), whose)
         if view is None:  # no good load yet: nothing to act on; ask again later
             text = "Not now: reminderd has no good commitments loaded. Try again later."
             return self._finish(msg, now, "no commitments loaded", text, None)
         if command.verb == "agenda":
             return self._finish(msg, now, "agenda", self._agenda(view, now), None)
         try:
-            outcome, text = self._outcome(command, view, now)
+            outcome, text = self._outcome(command, view, now, msg.sender)
         except (OutcomeRefused, ReplyError) as exc:
             return self._finish(msg, now, f"refused: {exc}", _help(str(exc)), None)
         return self._finish(
@@ -98,8 +100,10 @@ class ReplyHandler:
 
     # -- the parts
 
-    def _outcome(self, command: Command, view: View, now: datetime) -> tuple[Outcome, str]:
-        commitment, index = self._target(command, view)
+    def _outcome(
+        self, command: Command, view: View, now: datetime, sender: str
+    ) -> tuple[Outcome, str]:
+        commitment, index = self._target(command, sender)
         c = view.effective.get(commitment)
         if c is None:
             raise OutcomeRefused(f"no commitment '{commitment}'")
@@ -118,8 +122,9 @@ class ReplyHandler:
         outcome, touch = decide(request, view.effective, view.parsed, now)
         return outcome, confirmation(outcome, touch)
 
-    def _target(self, command: Command, view: View) -> tuple[str, int | None]:
-        """(commitment id, touch index or None for "the next one") a command names."""
+    def _target(self, command: Command, sender: str) -> tuple[str, int | None]:
+        """(commitment id, touch index or None for "the next one") a command names;
+        "the last one" is the last backup sent to this number."""
         if command.target is not None and command.target_is_ref:
             key = refs.touch_of(self.db, command.target)
             if key is None:
@@ -129,11 +134,14 @@ class ReplyHandler:
             return command.target, None
         rows = self.db.query(
             "SELECT payload FROM sms_outbox WHERE kind = 'backup' AND status = 'sent' "
-            "ORDER BY updated_at DESC LIMIT 1"
+            "ORDER BY updated_at DESC LIMIT 200"
         )
-        if not rows:
-            raise OutcomeRefused("which one? start the reply with the #ref of its reminder")
-        return _split(str(json.loads(rows[0][0])["touch"]))
+        team = self.users[sender] is not None
+        for (payload,) in rows:
+            sent = json.loads(payload)
+            if not team or sent.get("to") == sender:
+                return _split(str(sent["touch"]))
+        raise OutcomeRefused("which one? start the reply with the #ref of its reminder")
 
     def _agenda(self, view: View, now: datetime) -> str:
         local = now.astimezone(self.zone)
@@ -173,13 +181,14 @@ class ReplyHandler:
             if cur.rowcount != 1:
                 raise _Seen
             if reply is not None:
+                team = self.users.get(msg.sender) is not None
                 self.outbox.add_in(
                     tx,
                     f"reply@{msg.sid}",
                     "reply",
                     now,
                     now + REPLY_DEADLINE,
-                    {"text": reply},
+                    {"text": reply, "to": msg.sender} if team else {"text": reply},
                     now,
                 )
 
@@ -197,6 +206,16 @@ class ReplyHandler:
         if reply is not None:
             self.on_reply()
         return result
+
+
+def _theirs(view: View | None, whose: str | None) -> View | None:
+    """A team member acts on their own follow-ups only (None: the one user's, all)."""
+    if view is None or whose is None:
+        return view
+    return View(
+        {k: c for k, c in view.effective.items() if c.owner == whose},
+        {k: c for k, c in view.parsed.items() if c.owner == whose},
+    )
 
 
 def _split(key: str) -> tuple[str, int]:

@@ -9,6 +9,12 @@ whose outcome a crash or a timeout hid, and one due before this state began
 (the state database was deleted or damaged, and an earlier one may have sent
 it). Matching is by the exact text the send would have had (on time or late,
 today's time or a dated one) within a short window after its time.
+
+Several daemons may share the outbox (a team on one PostgreSQL): each reserves
+a few due rows at a time (`Outbox.reserve`), so a burst is shared, and only
+sends whose daemon is gone are recovered (`recover`, judged by its lease). A
+state database that stops answering after a send went out does not lose the
+fact: the outcome is recorded again, with capped backoff, until it lands.
 """
 
 from __future__ import annotations
@@ -16,16 +22,18 @@ from __future__ import annotations
 import logging
 import threading
 import time as _time
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import CancelledError, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from ..clock import Clock, system_clock
-from ..errors import SmsError
-from ..model import Commitment, upcoming
+from ..errors import SmsError, StateError
+from ..model import Commitment, Touch, upcoming
 from ..phone import mask
 from ..retry import backoff
 from . import refs
@@ -36,6 +44,7 @@ from .text import DEFAULT_TEMPLATE, Parts, clock_label, compose
 
 if TYPE_CHECKING:
     from ..config import SmsConfig
+    from ..store.leases import Leases
 
 log = logging.getLogger(__name__)
 LATE_AFTER = timedelta(minutes=2)  # later than this past its time, a backup says it is late
@@ -48,6 +57,16 @@ NEW_STATE_SLACK = timedelta(seconds=30)
 would have had to send it and be lost within those seconds. (A commitment added with
 its SMS due right now is the common case, and a look-up for each would be waste.)"""
 LOST_STATE_NOTE = "confirmed by look-up; the state had lost it"
+LEASE = timedelta(seconds=60)
+"""How long a daemon's reservation of due rows keeps them from the others (database
+clock), renewed with each chunk; a claim by anyone else is refused meanwhile."""
+RECONNECT_GRACE = timedelta(seconds=10)
+"""After our own leases' session was (re)made, others are not judged dead for this long:
+after a database restart every daemon's session is new, and one that has not reconnected
+yet would look dead."""
+RECORD_RETRY = (0.5, 5.0)  # seconds: recording an outcome again, doubling up to the cap
+
+Recipient = Callable[[Commitment], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +76,9 @@ class Tuning:
     workers: int = 8
     batch: int = 1000  # sends taken per run: a burst of any size costs bounded memory
     lookup_delay: timedelta = timedelta(seconds=20)  # let a just-accepted message show in the list
+    lease: timedelta = LEASE
+    recover_every: timedelta = timedelta(seconds=3)  # look for sends of daemons that died
+    reconnect_grace: timedelta = RECONNECT_GRACE
 
 
 DEFAULT_TUNING = Tuning()
@@ -88,9 +110,19 @@ class RateLimiter:
 
 class Dispatcher:
     """SMS backups. `email.dispatch.EmailDispatcher` is the same machine for email: it
-    changes what is planned and what a send is made of, never the claim/send/record path."""
+    changes what is planned and what a send is made of, never the claim/send/record path.
+
+    A team: `recipient` tells where a commitment's sends go (kept in each row's
+    payload as `to`; `self.to` otherwise), `people` (name -> number) makes the
+    digest one per person, of the touches `owner_of` gives them. `leases` (this
+    daemon's, `store.leases`) tells which other daemons are alive.
+    """
 
     channel = "SMS"
+    recipient: Recipient | None  # a team: where each commitment's sends go
+    people: Mapping[str, str] | None  # a team: person -> number (address), for digests
+    owner_of: Callable[[Commitment], str | None] | None  # a team: whose a commitment is
+    leases: Leases | None  # this daemon's: who else is alive
 
     def __init__(
         self,
@@ -100,10 +132,15 @@ class Dispatcher:
         zone: ZoneInfo,
         clock: Clock = system_clock,
         tuning: Tuning = DEFAULT_TUNING,
+        *,
+        recipient: Recipient | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.sms = sms
         self.template = sms.template or DEFAULT_TEMPLATE
         self._setup(outbox, sender, sms.to or "", zone, clock, tuning, sms.rate_per_minute)
+        self.recipient = recipient
+        self.leases = leases
 
     def _setup(
         self,
@@ -121,6 +158,12 @@ class Dispatcher:
         self.zone = zone
         self.tuning = tuning
         self.clock = clock
+        self.recipient = None
+        self.people = None
+        self.owner_of = None
+        self.leases = None
+        self._flying: Counter[str] = Counter()  # keys between claim and record, here
+        self._flying_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(
             max_workers=tuning.workers, thread_name_prefix=self.channel.lower()
         )
@@ -133,12 +176,26 @@ class Dispatcher:
     @property
     def shown_to(self) -> str:
         """The recipient as logs may show it."""
-        return mask(self.to)
+        return self.shown(self.to)
+
+    def shown(self, to: str) -> str:
+        """A recipient as logs may show it."""
+        return mask(to)
+
+    def to_of(self, row: Row) -> str:
+        """Where this row goes: its own `to` (a team's), else the configured recipient."""
+        return str(row.payload.get("to") or self.to)
 
     def close(self) -> None:
-        """Sends in flight finish and are recorded; queued ones stay pending for the next start."""
+        """Sends in flight finish and are recorded; queued ones stay pending for the next start
+        (or another daemon: what this one had reserved is given back)."""
         self.stopping.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.outbox.owner is not None:
+            try:
+                self.outbox.release([self.outbox.owner], self.clock())
+            except StateError as exc:  # the others take them once the lease runs out
+                log.debug("%s reservations not given back: %s", self.channel, exc)
 
     # -- planning
 
@@ -146,7 +203,11 @@ class Dispatcher:
         self, commitments: Iterable[Commitment], now: datetime | None = None
     ) -> dict[str, int]:
         planned = planned_sends(
-            commitments, quiet=self.sms.quiet_hours, zone=self.zone, late_grace=self.sms.late_grace
+            commitments,
+            quiet=self.sms.quiet_hours,
+            zone=self.zone,
+            late_grace=self.sms.late_grace,
+            recipient=self.recipient,
         )
         if self.sms.reply_mode != "off":  # a reply may name its touch: ` #k3`
             found = refs.assign(self.outbox.db, {str(p.payload["touch"]) for p in planned.values()})
@@ -169,17 +230,50 @@ class Dispatcher:
     # -- delivering
 
     def run_due(self, now: datetime | None = None) -> list[str]:
-        """Send everything due at `now` in parallel; returns each row's outcome."""
+        """Send what is due at `now` (up to `tuning.batch`), in parallel; returns each
+        row's outcome.
+
+        A chunk at a time: reserve as many rows as there are workers (fewer when the
+        rate limit would make them outlast half a lease), deliver them, reserve the
+        next; so another daemon takes its share of a burst. Each row at most once per
+        run: one due again at once (a look-up without delay) waits for the next run.
+        """
         now = now or self.clock()
-        rows = self.outbox.due(now, self.tuning.batch)
-        try:
-            return list(self.pool.map(lambda r: self.deliver(r), rows))
-        except (RuntimeError, CancelledError):  # the pool is shutting down: the rest waits
-            return []
+        per_lease = self.tuning.lease.total_seconds() / max(self.limiter.interval, 1e-9)
+        chunk = max(1, min(self.tuning.workers, int(per_lease / 2)))
+        outcomes: list[str] = []
+        seen: set[str] = set()
+        while len(seen) < self.tuning.batch and not self.stopping.is_set():
+            taken = self.outbox.reserve(
+                now, min(chunk, self.tuning.batch - len(seen)), self.tuning.lease
+            )
+            rows = [r for r in taken if r.key not in seen]
+            if not rows:
+                break
+            seen.update(r.key for r in rows)
+            try:
+                futures = [self.pool.submit(self.deliver, r) for r in rows]
+            except RuntimeError:  # the pool is shutting down: the rest waits
+                break
+            failure: BaseException | None = None
+            for future in futures:  # every one ends before the next chunk or a raise
+                try:
+                    outcomes.append(future.result())
+                except CancelledError:  # stopping: it stays pending for the next start
+                    continue
+                except Exception as exc:
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
+        return outcomes
 
     def deliver(self, row: Row) -> str:
         if self.stopping.is_set():
             return "stopped"
+        with self._in_flight(row.key):  # its failure is recorded before recovery may judge it
+            return self._deliver(row)
+
+    def _deliver(self, row: Row) -> str:
         now = self.clock()
         if row.ambiguous:
             # an earlier send may have arrived: ask the provider before anything else
@@ -200,47 +294,107 @@ class Dispatcher:
             return self._missed(row, now)
         body = self.body(row, late=now - row.send_at > LATE_AFTER)
         validity = int((max(row.deadline, _start(row)) - now).total_seconds())
-        result = self.attempt(row.key, body, validity if validity > 0 else 60)
+        result = self.attempt(row.key, body, validity if validity > 0 else 60, self.to_of(row))
         return self._failure(row, result) if isinstance(result, SmsError) else result
 
-    def attempt(self, key: str, body: str, validity: int) -> str | SmsError:
+    def attempt(self, key: str, body: str, validity: int, to: str | None = None) -> str | SmsError:
         """The one claim -> send -> record path, for backups, digests and `test-sms` alike.
 
         The claim is committed before the request leaves and `sent` after the answer,
-        so a crash in between leaves a row that is looked up before any repeat.
-        Returns "taken" (someone else claimed it), "sent", "ambiguous" (no answer: it
-        will be looked up), or the provider's SmsError for the caller's retry policy.
+        so a crash in between leaves a row that is looked up before any repeat; a
+        state database gone in between is waited for (`record`). Returns "taken"
+        (someone else claimed it), "sent", "ambiguous" (no answer: it will be looked
+        up), or the provider's SmsError for the caller's retry policy. `to`: the
+        row's recipient (`to_of`), else the configured one.
         """
-        if not self.outbox.claim(key, body, self.clock()):
-            return "taken"
+        to = to or self.to
+        with self._in_flight(key):
+            if not self.outbox.claim(key, body, self.clock()):
+                return "taken"
+            try:
+                sid = self.sender.send(to, body, validity)
+            except SmsError as exc:
+                return exc
+            except Exception as exc:  # Ambiguous, or anything else once the request may have left
+                when = self.clock() + self.tuning.lookup_delay
+                error = f"outcome unknown: {exc}"
+                self.record(
+                    key, lambda: self.outbox.ambiguous_retry(key, self.clock(), error, when)
+                )
+                log.warning(
+                    "%s %s: %s; asking the provider at %s before sending again",
+                    self.channel,
+                    key,
+                    exc,
+                    when.astimezone(self.zone).strftime("%H:%M:%S"),
+                )
+                return "ambiguous"
+            self.record(key, lambda: self.outbox.sent(key, sid, self.clock()))
+            log.info("%s %s sent to %s (%s)", self.channel, key, self.shown(to), sid)
+            self.last_sid = sid
+            return "sent"
+
+    def record(self, key: str, action: Callable[[], object]) -> bool:
+        """Record what a provider call did, whatever the state database is doing: a
+        StateError is retried (RECORD_RETRY, capped backoff) until it lands (True) or
+        the dispatcher closes (False: the row stays `sending`, claimed by us, and is
+        looked up by the next start, or by another daemon once we are gone)."""
+        delay, cap = RECORD_RETRY
+        failed = False
+        while True:
+            try:
+                action()
+            except StateError as exc:
+                if not failed:
+                    log.warning(
+                        "%s %s: its outcome could not be recorded (%s); retrying until the "
+                        "state database answers",
+                        self.channel,
+                        key,
+                        exc,
+                    )
+                    failed = True
+                if self.stopping.wait(delay):
+                    log.error(
+                        "%s %s: stopping before its outcome was recorded; it is looked up "
+                        "at the provider before any repeat",
+                        self.channel,
+                        key,
+                    )
+                    return False
+                delay = min(delay * 2, cap)
+                continue
+            if failed:
+                log.info("%s %s: outcome recorded", self.channel, key)
+            return True
+
+    @contextmanager
+    def _in_flight(self, key: str) -> Iterator[None]:
+        """This process is sending `key` (claimed, not yet recorded): `recover` leaves it."""
+        with self._flying_lock:
+            self._flying[key] += 1
         try:
-            sid = self.sender.send(self.to, body, validity)
-        except SmsError as exc:
-            return exc
-        except Exception as exc:  # Ambiguous, or anything else once the request may have left
-            when = self.clock() + self.tuning.lookup_delay
-            self.outbox.ambiguous_retry(key, self.clock(), f"outcome unknown: {exc}", when)
-            log.warning(
-                "%s %s: %s; asking the provider at %s before sending again",
-                self.channel,
-                key,
-                exc,
-                when.astimezone(self.zone).strftime("%H:%M:%S"),
-            )
-            return "ambiguous"
-        self.outbox.sent(key, sid, self.clock())
-        log.info("%s %s sent to %s (%s)", self.channel, key, self.shown_to, sid)
-        self.last_sid = sid
-        return "sent"
+            yield
+        finally:
+            with self._flying_lock:
+                self._flying[key] -= 1
+                if self._flying[key] <= 0:
+                    del self._flying[key]
+
+    def _is_flying(self, key: str) -> bool:
+        with self._flying_lock:
+            return key in self._flying
 
     def send_now(self, key: str, kind: str, text: str) -> str | SmsError:
         """One SMS right now (`test-sms`): queued, then sent through `attempt`; a provider
         error is recorded as final (nobody waits for a retry of a test)."""
         now = self.clock()
         self.outbox.add(key, kind, now, now + timedelta(minutes=10), {"text": text}, now)
-        outcome = self.attempt(key, text, 600)
-        if isinstance(outcome, SmsError):
-            self.outbox.failed(key, str(outcome), self.clock())
+        with self._in_flight(key):
+            outcome = self.attempt(key, text, 600)
+            if isinstance(outcome, SmsError):
+                error = str(outcome)
+                self.record(key, lambda: self.outbox.failed(key, error, self.clock()))
         return outcome
 
     def _missed(self, row: Row, now: datetime) -> str:
@@ -263,7 +417,9 @@ class Dispatcher:
     def _look_up_lost(self, row: Row, now: datetime) -> str | None:
         """Ask the provider for a send the state may have lost; None means: send it now."""
         try:
-            sid = self.sender.find_sent(self.to, self.wordings(row), row.send_at - LOOKUP_MARGIN)
+            sid = self.sender.find_sent(
+                self.to_of(row), self.wordings(row), row.send_at - LOOKUP_MARGIN
+            )
         except Ambiguous as exc:
             if now + self.tuning.lookup_delay < row.deadline:
                 self.outbox.retry_at(
@@ -288,7 +444,7 @@ class Dispatcher:
         """Resolve a send whose outcome is unknown; None means: send (again) now."""
         try:
             sid = self.sender.find_sent(
-                self.to, row.body or "", (row.started_at or now) - LOOKUP_MARGIN
+                self.to_of(row), row.body or "", (row.started_at or now) - LOOKUP_MARGIN
             )
         except Ambiguous as exc:  # no answer is not "not sent": ask again later
             if now > row.deadline:
@@ -351,14 +507,22 @@ class Dispatcher:
 
     def _failure(self, row: Row, exc: SmsError) -> str:
         now = self.clock()
+        key = row.key
         if exc.permanent:
-            self.outbox.failed(row.key, str(exc), now)
-            log.error("%s %s to %s failed for good: %s", self.channel, row.key, self.shown_to, exc)
+            self.record(key, lambda: self.outbox.failed(key, str(exc), now))
+            log.error(
+                "%s %s to %s failed for good: %s",
+                self.channel,
+                key,
+                self.shown(self.to_of(row)),
+                exc,
+            )
             return "failed"
         delay = backoff(row.attempts, base=2.0, jitter=0.5)
         when = now + timedelta(seconds=delay)
         if when > row.deadline:
-            self.outbox.failed(row.key, f"gave up after {row.attempts + 1} tries: {exc}", now)
+            error = f"gave up after {row.attempts + 1} tries: {exc}"
+            self.record(key, lambda: self.outbox.failed(key, error, now))
             log.error(
                 "%s %s: gave up, provider still failing past its use: %s",
                 self.channel,
@@ -366,30 +530,111 @@ class Dispatcher:
                 exc,
             )
             return "failed"
-        self.outbox.retry_at(row.key, when, str(exc), now)
-        log.warning("%s %s: %s; retrying in %.0f s", self.channel, row.key, exc, delay)
+        self.record(key, lambda: self.outbox.retry_at(key, when, str(exc), now))
+        log.warning("%s %s: %s; retrying in %.0f s", self.channel, key, exc, delay)
         return "retry"
 
     def recover(self) -> int:
-        """After a crash: every `sending` row is looked up at the provider before any repeat,
-        once the interrupted request has had `lookup_delay` to show in the provider's list
-        (the same wait as after a timeout: a quick restart must not ask too early)."""
+        """Sends interrupted by a process that is gone: each is looked up at the provider
+        before any repeat, once the interrupted request has had `lookup_delay` to show in
+        the provider's list (the same wait as after a timeout: a quick restart must not
+        ask too early). Returns how many.
+
+        Gone: claimed by no one (an older schema, a single user's earlier run), by this
+        daemon's identity but not in flight here (an earlier run of it), or by a daemon
+        whose lease says it is dead; never one in flight in this process, and others
+        are not judged within `reconnect_grace` of our own leases' (re)connection. At
+        start it resolves what the last stop left; the scheduler runs it every few
+        seconds when daemons share the outbox. A row that moved on meanwhile (recorded,
+        claimed again) is left as it is.
+        """
         rows = self.outbox.in_flight()
         now = self.clock()
+        gone = self._judge()
+        moved = 0
         for row in rows:
+            if self._is_flying(row.key) or not gone(row.claimed_by):
+                continue
             when = max(now, (row.started_at or now) + self.tuning.lookup_delay)
-            self.outbox.ambiguous_retry(row.key, now, "interrupted by a restart", when)
-        return len(rows)
+            why = (
+                "interrupted by a restart"
+                if row.claimed_by in (None, self.outbox.owner)
+                else f"interrupted: daemon {row.claimed_by} is gone"
+            )
+            if self.outbox.interrupted(row, now, why, when):
+                moved += 1
+        return moved
+
+    def free_reservations(self) -> int:
+        """Due rows reserved by daemons that are gone are free for anyone now (else they
+        wait for the lease to run out); returns how many."""
+        gone = self._judge()
+        dead = [o for o in self.outbox.reserved_by() if o != self.outbox.owner and gone(o)]
+        return self.outbox.release(dead, self.clock()) if dead else 0
+
+    def _judge(self) -> Callable[[str | None], bool]:
+        """Whether the process behind a `claimed_by` is gone, asking each daemon's lease
+        once per call."""
+        leases = self.leases
+        settled = (
+            leases is None
+            or not leases.shared
+            or _time.monotonic() - leases.healthy_since
+            >= self.tuning.reconnect_grace.total_seconds()
+        )
+        known: dict[str, bool] = {}
+
+        def gone(owner: str | None) -> bool:
+            if owner is None or owner == self.outbox.owner:
+                return True  # not in flight here (checked first): an earlier process's
+            if leases is None:
+                return True  # one daemon per state: any other owner is an earlier process
+            if not settled:
+                return False
+            if owner not in known:
+                known[owner] = not leases.alive(owner)
+            return known[owner]
+
+        return gone
 
     # -- the daily agenda
 
     def digest(self, commitments: Iterable[Commitment], now: datetime | None = None) -> str | None:
-        """Queue today's agenda SMS (once per day) and return its text."""
+        """Queue today's agenda SMS (once per day) and return its text.
+
+        A team (`people`): one per person, to their number, of their own touches
+        (`owner_of`) and missed backups (sent to that number); returns the texts
+        queued now, one after the other, or None if every one was queued already."""
         now = now or self.clock()
         local = now.astimezone(self.zone)
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         today = upcoming(list(commitments), now, (day_start + timedelta(days=1)).astimezone(UTC))
         missed = self.outbox.missed_since(now - timedelta(days=1))
+        grace = self.sms.late_grace
+        if self.people is None:
+            text = self._digest_text(local, today, missed)
+            key = f"digest@{local.date().isoformat()}"
+            if self.outbox.add(key, "digest", now, now + grace, {"text": text}, now):
+                return text
+            return None
+        queued = []
+        for name, to, own, own_missed in self._per_person(today, missed):
+            text = self._digest_text(local, own, own_missed)
+            key = f"digest@{local.date().isoformat()}@{name}"
+            if self.outbox.add(key, "digest", now, now + grace, {"text": text, "to": to}, now):
+                queued.append(text)
+        return "\n\n".join(queued) if queued else None
+
+    def _per_person(
+        self, today: list[Touch], missed: list[Row]
+    ) -> Iterator[tuple[str, str, list[Touch], list[Row]]]:
+        """Each person of `people` with their number, their touches and missed backups."""
+        owner_of = self.owner_of
+        for name, to in (self.people or {}).items():
+            own = [t for t in today if owner_of is not None and owner_of(t.commitment) == name]
+            yield name, to, own, [r for r in missed if r.payload.get("to") == to]
+
+    def _digest_text(self, local: datetime, today: list[Touch], missed: list[Row]) -> str:
         plural = "s" if len(today) != 1 else ""
         lines = [f"Today {local.strftime('%a %d %b')}: {len(today) or 'no'} follow-up{plural}."]
         for t in today:
@@ -406,11 +651,7 @@ class Dispatcher:
                     for r in missed
                 )
             )
-        text = _fit_lines(lines, self.sms.max_segments)
-        key = f"digest@{local.date().isoformat()}"
-        if self.outbox.add(key, "digest", now, now + self.sms.late_grace, {"text": text}, now):
-            return text
-        return None
+        return _fit_lines(lines, self.sms.max_segments)
 
 
 def _start(row: Row) -> datetime:

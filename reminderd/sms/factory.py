@@ -16,6 +16,7 @@ from .providers import LogSender, Sender, TwilioSender
 if TYPE_CHECKING:
     from ..config import Config, SecretRef
     from ..email.dispatch import EmailDispatcher
+    from ..store.leases import Leases
     from ..store.protocol import StateStore
 
 
@@ -57,24 +58,42 @@ def make_dispatcher(
     sender: Sender | None = None,
     clock: Clock | None = None,
     tuning: Tuning = DEFAULT_TUNING,
+    owner: str | None = None,
+    leases: Leases | None = None,
 ) -> Dispatcher:
+    """The SMS dispatcher. `owner`: this daemon's identity, carried by its claims, whose
+    leases (`leases_for(db, owner)` unless given) tell it which other daemons are alive."""
     from ..timeparse import get_zone
 
     assert config.sms is not None
     return Dispatcher(
-        Outbox(db),
+        Outbox(db, owner=owner),
         sender or make_sender(config),
         config.sms,
         get_zone(config.timezone),
         clock or system_clock,
         tuning,
+        leases=_leases(db, owner, leases),
     )
 
 
+def _leases(db: StateStore, owner: str | None, given: Leases | None) -> Leases | None:
+    if given is not None or owner is None:
+        return given
+    from ..store.leases import leases_for
+
+    return leases_for(db, owner)
+
+
 def make_email_dispatcher(
-    config: Config, db: StateStore, clock: Clock | None = None
+    config: Config,
+    db: StateStore,
+    clock: Clock | None = None,
+    owner: str | None = None,
+    leases: Leases | None = None,
 ) -> EmailDispatcher:
-    """The email alerts' dispatcher; the SMTP password is resolved here, at first use."""
+    """The email alerts' dispatcher; the SMTP password is resolved here, at first use.
+    `owner` and `leases` as for `make_dispatcher`."""
     from ..email.dispatch import EmailDispatcher, MailSender
     from ..email.smtp import SmtpSender
     from ..timeparse import get_zone
@@ -83,9 +102,10 @@ def make_email_dispatcher(
     assert cfg is not None
     password = cfg.password.resolve() if cfg.password else None
     return EmailDispatcher(
-        Outbox(db, table="email_outbox"),
+        Outbox(db, table="email_outbox", owner=owner),
         MailSender(SmtpSender(cfg, password)),
         cfg,
         get_zone(config.timezone),
         clock or system_clock,
+        leases=_leases(db, owner, leases),
     )

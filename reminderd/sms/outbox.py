@@ -12,28 +12,32 @@ marked `unconfirmed` (shown in `status`) instead of being silently dropped.
 The outbox also remembers when it began (`since`): a send whose time had
 already passed then may have gone out from an earlier state that was lost
 (a deleted or damaged database), so the dispatcher asks the provider first.
+
+Several daemons may share one outbox (a team on one PostgreSQL). Each has an
+`owner` (its identity) and `reserve`s a few due rows at a time: the rows are
+picked under row locks that other daemons pass over (`FOR UPDATE SKIP
+LOCKED`) and marked `claimed_by` the owner until `lease_until`, a time of the
+database's clock (hosts' clocks may differ). Another daemon may take a row only
+once that lease has run out, and a claim is refused to anyone but the row's
+owner, so a reservation lost while its daemon was slow is never sent by it.
+A dead daemon's rows are freed by the others (`reserved_by`, `release`,
+`interrupted`), which know from its lease that it is gone.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
+from ..store.common import iso, parse_iso
 from ..store.keys import META_SINCE
 from ..store.protocol import StateStore, Tx
 from .plan import PlannedSend
 
-
-def iso(moment: datetime) -> str:
-    """UTC, always to the millisecond: one fixed width, so SQL compares them as text."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+__all__ = ["Outbox", "Row", "iso", "parse_iso"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +56,15 @@ class Row:
     sid: str | None
     error: str | None
     body: str | None
+    claimed_by: str | None = None  # the daemon that reserved or claimed it (None: any)
+    lease_until: datetime | None = None  # its reservation holds until then (database clock)
 
 
 _COLUMNS = (
     "key, kind, due, send_at, next_try, deadline, payload, status, attempts, ambiguous, "
     "started_at, sid, error, body"
 )
+_SELECT = _COLUMNS + ", claimed_by, lease_until"
 
 
 def _row(r: tuple[Any, ...]) -> Row:
@@ -76,17 +83,24 @@ def _row(r: tuple[Any, ...]) -> Row:
         r[11],
         r[12],
         r[13],
+        r[14],
+        parse_iso(r[15]) if r[15] else None,
     )
 
 
 class Outbox:
-    """One channel's sends: `sms_outbox`, or `email_outbox` (same columns, same rules)."""
+    """One channel's sends: `sms_outbox`, or `email_outbox` (same columns, same rules).
 
-    def __init__(self, db: StateStore, table: str = "sms_outbox") -> None:
+    `owner`: the identity of the daemon using it, carried by its reservations and
+    claims (None: a single user's, or a command's own sends).
+    """
+
+    def __init__(self, db: StateStore, table: str = "sms_outbox", owner: str | None = None) -> None:
         if table not in ("sms_outbox", "email_outbox"):
             raise ValueError(f"no outbox table {table!r}")
         self.db = db
         self.table = table
+        self.owner = owner
         self._since_key = META_SINCE if table == "sms_outbox" else f"{META_SINCE}:{table}"
 
     # -- planning
@@ -224,22 +238,67 @@ class Outbox:
     # -- reading
 
     def due(self, now: datetime, limit: int = 1000) -> list[Row]:
+        """What is due at `now`, reserved or not (for reading: `reserve` to send)."""
         rows = self.db.query(
-            f"SELECT {_COLUMNS} FROM {self.table} WHERE status = 'pending' AND next_try <= ? "
+            f"SELECT {_SELECT} FROM {self.table} WHERE status = 'pending' AND next_try <= ? "
             "ORDER BY next_try LIMIT ?",
             (iso(now), limit),
         )
         return [_row(r) for r in rows]
 
-    def next_time(self) -> datetime | None:
-        rows = self.db.query(f"SELECT MIN(next_try) FROM {self.table} WHERE status = 'pending'")
+    def reserve(self, now: datetime, limit: int, lease: timedelta) -> list[Row]:
+        """Up to `limit` rows due at `now`, earliest first, reserved for `owner` for
+        `lease` (on the database's clock): rows free, ours already, or whose lease ran
+        out. Rows another daemon is reserving at this moment are passed over, not
+        waited for (row locks, no database-wide lock), so daemons share a burst."""
+        with self.db.transaction(row_locks=True) as tx:
+            clock = self.db.db_now()
+            rows = tx.execute(
+                f"SELECT {_SELECT} FROM {self.table} WHERE status = 'pending' "
+                "AND next_try <= ? AND (claimed_by IS NULL OR claimed_by = ? "
+                "OR lease_until IS NULL OR lease_until < ?) "
+                f"ORDER BY next_try, key LIMIT ?{self.db.skip_locked}",
+                (iso(now), self.owner, iso(clock), limit),
+            ).fetchall()
+            if not rows:
+                return []
+            until = iso(clock + lease)
+            keys = [r[0] for r in rows]
+            tx.execute(
+                f"UPDATE {self.table} SET claimed_by = ?, lease_until = ? "
+                f"WHERE status = 'pending' AND key IN ({','.join('?' for _ in keys)})",
+                (self.owner, until, *keys),
+            )
+        return [replace(_row(r), claimed_by=self.owner, lease_until=parse_iso(until)) for r in rows]
+
+    def next_time(self, free: bool = False) -> datetime | None:
+        """When the earliest pending send is due; `free`: of those `reserve` could take
+        now (not reserved by another daemon whose lease holds: that one sends them)."""
+        if not free:
+            rows = self.db.query(f"SELECT MIN(next_try) FROM {self.table} WHERE status = 'pending'")
+        else:
+            rows = self.db.query(
+                f"SELECT MIN(next_try) FROM {self.table} WHERE status = 'pending' "
+                "AND (claimed_by IS NULL OR claimed_by = ? OR lease_until IS NULL "
+                "OR lease_until < ?)",
+                (self.owner, iso(self.db.db_now())),
+            )
         return parse_iso(rows[0][0]) if rows and rows[0][0] else None
 
     def in_flight(self) -> list[Row]:
         return [
             _row(r)
-            for r in self.db.query(f"SELECT {_COLUMNS} FROM {self.table} WHERE status = 'sending'")
+            for r in self.db.query(f"SELECT {_SELECT} FROM {self.table} WHERE status = 'sending'")
         ]
+
+    def reserved_by(self) -> set[str]:
+        """The daemons holding a reservation that has not run out (database clock)."""
+        rows = self.db.query(
+            f"SELECT DISTINCT claimed_by FROM {self.table} WHERE status = 'pending' "
+            "AND claimed_by IS NOT NULL AND lease_until >= ?",
+            (iso(self.db.db_now()),),
+        )
+        return {str(r[0]) for r in rows}
 
     def recent(
         self,
@@ -248,7 +307,7 @@ class Outbox:
     ) -> list[Row]:
         marks = ",".join("?" for _ in statuses)
         rows = self.db.query(
-            f"SELECT {_COLUMNS} FROM {self.table} WHERE status IN ({marks}) "
+            f"SELECT {_SELECT} FROM {self.table} WHERE status IN ({marks}) "
             "ORDER BY updated_at DESC, key LIMIT ?",
             (*statuses, limit),
         )
@@ -256,7 +315,7 @@ class Outbox:
 
     def missed_since(self, since: datetime) -> list[Row]:
         rows = self.db.query(
-            f"SELECT {_COLUMNS} FROM {self.table} WHERE status = 'missed' AND kind = 'backup' "
+            f"SELECT {_SELECT} FROM {self.table} WHERE status = 'missed' AND kind = 'backup' "
             "AND updated_at >= ? ORDER BY due",
             (iso(since),),
         )
@@ -268,12 +327,48 @@ class Outbox:
     # -- the state machine, one committed transaction per step
 
     def claim(self, key: str, body: str, now: datetime) -> bool:
-        """pending -> sending, recording the exact body; False if someone else took it."""
+        """pending -> sending, recording the exact body and the owner; False if someone
+        else took it, or reserved it since our reservation ran out."""
         with self.db.transaction() as db:
             cur = db.execute(
                 f"UPDATE {self.table} SET status = 'sending', attempts = attempts + 1, "
-                "started_at = ?, body = ?, updated_at = ? WHERE key = ? AND status = 'pending'",
-                (iso(now), body, iso(now), key),
+                "started_at = ?, body = ?, updated_at = ?, claimed_by = ? WHERE key = ? "
+                "AND status = 'pending' AND (claimed_by IS NULL OR claimed_by = ?)",
+                (iso(now), body, iso(now), self.owner, key, self.owner),
+            )
+            return cur.rowcount == 1
+
+    def release(self, owners: Iterable[str], now: datetime) -> int:
+        """Free the pending rows reserved by these daemons (gone: their leases say so)."""
+        freed = 0
+        for owner in owners:
+            with self.db.transaction(row_locks=True) as db:
+                freed += db.execute(
+                    f"UPDATE {self.table} SET claimed_by = NULL, lease_until = NULL, "
+                    "updated_at = ? WHERE status = 'pending' AND claimed_by = ?",
+                    (iso(now), owner),
+                ).rowcount
+        return freed
+
+    def interrupted(self, row: Row, now: datetime, error: str, when: datetime) -> bool:
+        """A send whose process is gone, as `row` saw it: back to pending and free for
+        anyone, to be looked up at `when` before any repeat (as `ambiguous_retry`).
+        False if it moved on since (recorded, or claimed again): then nothing changes."""
+        whose = "claimed_by IS NULL" if row.claimed_by is None else "claimed_by = ?"
+        with self.db.transaction(row_locks=True) as db:
+            cur = db.execute(
+                f"UPDATE {self.table} SET status = 'pending', ambiguous = ambiguous + 1, "
+                "next_try = ?, error = ?, claimed_by = NULL, lease_until = NULL, "
+                f"updated_at = ? WHERE key = ? AND status = 'sending' AND attempts = ? "
+                f"AND {whose}",
+                (
+                    iso(when),
+                    error,
+                    iso(now),
+                    row.key,
+                    row.attempts,
+                    *(() if row.claimed_by is None else (row.claimed_by,)),
+                ),
             )
             return cur.rowcount == 1
 
@@ -301,15 +396,15 @@ class Outbox:
     ) -> None:
         """A send whose outcome is unknown: back to pending, counted.
 
-        The provider is asked first.
+        The provider is asked first. Only from `sending`, so recording it again
+        (after a commit whose answer was lost) counts it once.
         """
-        self._set(
-            key,
-            now,
-            "status = 'pending', ambiguous = ambiguous + 1, next_try = ?, error = ?",
-            iso(when or now),
-            error,
-        )
+        with self.db.transaction() as db:
+            db.execute(
+                f"UPDATE {self.table} SET status = 'pending', ambiguous = ambiguous + 1, "
+                "next_try = ?, error = ?, updated_at = ? WHERE key = ? AND status = 'sending'",
+                (iso(when or now), error, iso(now), key),
+            )
 
     def unconfirmed(self, key: str, error: str, now: datetime) -> None:
         """Sent once or twice, or not at all.

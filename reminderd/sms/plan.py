@@ -7,7 +7,7 @@ fresh reminder, while an unchanged one is never sent twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -70,12 +70,18 @@ def planned_sends(
     quiet: tuple[time, time] | None,
     zone: ZoneInfo,
     late_grace: timedelta,
+    recipient: Callable[[Commitment], str | None] | None = None,
 ) -> dict[str, PlannedSend]:
-    """Every SMS backup of every open commitment's touches."""
+    """Every SMS backup of every open commitment's touches.
+
+    `recipient` (a team): the number a commitment's backups go to, put in each
+    payload as `to`; None (or no number) leaves `to` out: the configured one.
+    """
     found: dict[str, PlannedSend] = {}
     for c in commitments:
         if not c.active:
             continue
+        to = recipient(c) if recipient is not None else None
         for t in touches(c):
             if not t.alerting or not (c.sms or t.snoozes):
                 continue
@@ -89,6 +95,8 @@ def planned_sends(
                 "why": t.purpose,
                 "bring": ", ".join(c.bring) or None,
             }
+            if to:
+                payload["to"] = to
             # a snooze is an instant, not an offset: no local-day arithmetic across DST
             dues = [(o, apply_offset(t.start, o)) for o in c.sms]
             dues += [(at - t.start, at) for at in t.snoozes]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import MissingInputError, MissingInputs, Problem
 from ..model import Commitment
-from ..team import route
+from ..team import owners, route
 from .csvfile import commitments_from_csv
 from .entries import FileContext
 from .files import read_text, text_digest
@@ -45,6 +45,7 @@ def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
     problems: list[Problem] = []
     missing: list[str] = []
     digests: dict[str, str] = {}
+    index = owners(config.people) if config.people else None  # once per load, not per row
     for spec in config.all_sources:
         stamp = _stamp(config, spec)
         hit = cache.get(str(spec.path)) if cache is not None else None
@@ -60,7 +61,7 @@ def load_sources(config: Config, cache: FileCache | None = None) -> Loaded:
                 cache[str(spec.path)] = (stamp, found, file_problems, digest)  # one per file
         digests[str(spec.path)] = digest
         problems += file_problems
-        routed, unrouted = route(config, spec, found)  # a team: whose each one is
+        routed, unrouted = route(config, spec, found, index)  # a team: whose each one is
         problems += unrouted
         commitments += routed
     if missing:

@@ -66,6 +66,7 @@ MAX_CHARS: dict[str, int] = {
     "company": 200,
     "phone": 50,
     "email": 254,
+    "owner": 254,  # a person's name or email
     # codes and dates: far shorter in any real file
     "id": 200,
     "when": 100,

@@ -10,15 +10,25 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import Any
 
 from .protocol import EventRow, Tx
 
 
+def iso(moment: datetime) -> str:
+    """UTC, always to the millisecond: one fixed width, so SQL compares them as text."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
 class SqlRows:
     """Event rows and meta values over `query` and `transaction` (a mixin)."""
 
-    def transaction(self) -> AbstractContextManager[Tx]:
+    def transaction(self, *, row_locks: bool = False) -> AbstractContextManager[Tx]:
         raise NotImplementedError
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

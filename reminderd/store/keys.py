@@ -11,11 +11,16 @@ from datetime import datetime
 from .protocol import StateStore
 
 META_DAEMON = "daemon"  # {"state", "pid", "since"}
-META_LAST_SYNC = "last_sync"  # {"at", "result", "errors"}
+META_LAST_SYNC = "last_sync"  # {"at", "result", "errors"}; a team's: + ":" + person
 META_ERROR = "error:"  # + area (config | input | sync): {"at", "message"}; removed when fixed
 ERROR_AREAS = ("config", "input", "sync")
 SYNC_MARKER = "sync:"  # + calendar URL: the sync token / ctag of the last listing
 META_SINCE = "sms_outbox_since"  # when this state began keeping sends (sms.outbox)
+
+
+def last_sync_key(person: str | None) -> str:
+    """Where the last sync of one calendar is kept: one user's, or one person's of a team."""
+    return META_LAST_SYNC if person is None else f"{META_LAST_SYNC}:{person}"
 
 
 def forget_sync_markers(db: StateStore) -> None:

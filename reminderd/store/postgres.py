@@ -18,7 +18,12 @@
   would need them to re-run their bodies). Reads through `query()` take no
   lock and see the last commit. A lock or a transaction held too long is cut
   by the server (`lock_timeout` 30 s, like SQLite's busy timeout;
-  `idle_in_transaction_session_timeout` 60 s).
+  `idle_in_transaction_session_timeout` 60 s). `transaction(row_locks=True)`
+  skips the write lock, for the outbox's reservations: they lock the rows they
+  pick (`FOR UPDATE SKIP LOCKED`, `skip_locked`) and change only those, while
+  every other step of a send is one conditional UPDATE by key, which waits
+  for a row lock and then checks its condition again; so daemons sharing a
+  burst never queue behind each other or behind a reconcile.
 - Threads: a small pool of connections (one per concurrent caller, up to
   `max_connections`); a thread inside `transaction()` uses its transaction's
   connection for `query()` too (it sees its own writes, as with SQLite), and a
@@ -36,10 +41,11 @@
   literals too: psycopg reads them everywhere) becomes `%%`. Dollar-quoted
   and E'' strings are not portable and not recognised. `True`/`False`
   parameters are sent as 1/0, as SQLite stores them.
-- The daemon lock: `daemon_lock()` is a session-level advisory lock held by a
-  connection of its own for the daemon's life; a second holder is refused
-  with the first's PID and host (from its `application_name`), and a process
-  that dies loses it with its session.
+- Daemons sharing the database: `PgLeases` holds `daemon:<ident>` on a session
+  of its own for the process's life (others read it in `pg_locks`: `alive()`),
+  and short named leases (one calendar's sync) on the same session; all of
+  them die with the process (kill -9: at once; a vanished host: the TCP
+  keepalives below, ~30 s). Lease times use the database's clock (`db_now`).
 """
 
 from __future__ import annotations
@@ -51,11 +57,12 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
@@ -74,6 +81,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[TupleRow]
+T = TypeVar("T")
 
 VERSION_TABLE = "reminderd_schema"
 _VERSION_DDL = f"""CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
@@ -216,6 +224,8 @@ class PostgresStore(SqlRows):
     creates or migrates anything and every transaction is read-only on the
     server. `steps` is the migration ladder (tests pass one of their own).
     """
+
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(
         self,
@@ -480,13 +490,14 @@ class PostgresStore(SqlRows):
 
     # -- transactions and reads
 
-    def _begin(self) -> Conn:
-        """A connection in a new transaction holding the write lock (unless read-only)."""
+    def _begin(self, row_locks: bool = False) -> Conn:
+        """A connection in a new transaction holding the write lock (unless read-only, or
+        the caller's row locks make it safe)."""
         for attempt in range(2):
             conn, reused = self._checkout()
             try:
                 conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")  # whatever the default
-                if not self.readonly:
+                if not (self.readonly or row_locks):
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 return conn
             except psycopg.Error as exc:
@@ -501,14 +512,23 @@ class PostgresStore(SqlRows):
         raise AssertionError("unreachable")
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """One atomic unit, holding the write lock from its start; failures become StateError."""
+    def transaction(self, *, row_locks: bool = False) -> Iterator[Tx]:
+        """One atomic unit, holding the write lock from its start; failures become StateError.
+
+        `row_locks=True` starts it without the write lock, for a transaction whose
+        own row locks make it safe: a SELECT ending in `skip_locked` that changes only
+        the rows it locked (the outbox's reservations), or one conditional UPDATE by
+        key (it waits for the row's lock, then checks its condition again). Writers
+        under the write lock still queue on those rows' locks, never on each other's
+        reservations; a reservation never waits at all (it passes over locked rows),
+        so no deadlock can form between the two kinds.
+        """
         if getattr(self._local, "conn", None) is not None:
             raise StateError(
                 f"state database {self.where}: a transaction inside a transaction "
                 "(cannot start a transaction within a transaction)"
             )
-        conn = self._begin()
+        conn = self._begin(row_locks)
         self._local.conn = conn
         try:
             try:
@@ -561,6 +581,13 @@ class PostgresStore(SqlRows):
                 self._checkin(conn)
         raise AssertionError("unreachable")
 
+    def db_now(self) -> datetime:
+        """The server's clock (`clock_timestamp()`, not the transaction's start): the
+        time every daemon sharing the database agrees on, whatever their hosts say."""
+        (now,) = self.query("SELECT clock_timestamp()")[0]
+        assert isinstance(now, datetime)
+        return now.astimezone(UTC)
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -569,11 +596,14 @@ class PostgresStore(SqlRows):
         for conn in idle:
             _quiet_close(conn)
 
-    # -- one daemon per database (or per name)
-
-    def daemon_lock(self, name: str = "daemon") -> PgDaemonLock:
-        """The life-long lock of `reminderd run` on this database (not yet acquired)."""
-        return PgDaemonLock(self, name)
+    def daemon_alive(self, ident: str) -> bool:
+        """Does a live session hold daemon `ident`'s life-long lock (`PgLeases`)? Read
+        from pg_locks: takes nothing, so read-only callers (`status`) may ask."""
+        with self._connection() as conn:
+            try:
+                return _holder(conn, _daemon_key(ident)) is not None
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
 
 
 class _PgTx:
@@ -588,102 +618,218 @@ class _PgTx:
         return self._conn.execute(translate(sql), _params(params))
 
 
-class PgDaemonLock:
-    """A session-level advisory lock on a connection of its own, held from start to exit.
+def _session(store: PostgresStore, application_name: str) -> Conn:
+    """A connection of its own (not the pool's) for session-level locks held for long,
+    named after its process so that others can tell who holds them."""
+    params = dict(store._params)
+    params["application_name"] = application_name
+    try:
+        conn = psycopg.Connection.connect(
+            autocommit=True,
+            prepare_threshold=None,
+            password=store._secret.reveal(),
+            **params,
+        )
+    except psycopg.Error as exc:
+        raise store._error(exc, connecting=True) from None
+    if conn.info.server_version >= 140000:  # a server-wide idle timeout must not end it
+        try:
+            conn.execute("SET idle_session_timeout = 0")
+        except psycopg.Error as exc:
+            _quiet_close(conn)
+            raise store._error(exc) from None
+    return conn
 
-    Like `statelock.DaemonLock`: `acquire()` takes it or raises AlreadyRunning
-    naming the holder (`reminderd[PID@host]`, its connection's
-    application_name); the server drops it when the holder's session ends (the
-    process died, or its host stopped answering TCP keepalives: ~30 s).
-    `still_ours()` is False once that connection is lost (a server restart):
-    another daemon may hold it by then, so the daemon should stop.
+
+class PgLeases:
+    """This daemon among the daemons sharing the database, and its short leases.
+
+    `start()` takes `daemon:<ident>` (a session advisory lock) on a connection of
+    its own and keeps it for the process's life: `alive(ident)` of any daemon is
+    whether some session holds its lock (`pg_locks`), so a daemon that died is
+    seen dead as soon as the server ends its session (kill -9: at once; a host
+    that vanished: the TCP keepalives, ~30 s). `try_take(name)` / `release(name)`
+    are short exclusive leases on the same session (one calendar's sync), and
+    die with it too.
+
+    A lost connection (a server restart) is made again by the next call, which
+    takes the daemon's lock again and whichever leases it still can (`holds`
+    says which); `healthy_since` is the `time.monotonic()` of that (re)connection.
+    Right after an outage every daemon's session is new, and one that has not
+    called yet looks dead: judge others only a grace period after `healthy_since`.
+    Thread-safe: one lock around the connection.
     """
 
-    def __init__(self, store: PostgresStore, name: str = "daemon") -> None:
+    shared = True  # other processes hold leases too: liveness means something
+
+    def __init__(self, store: PostgresStore, ident: str) -> None:
         self.store = store
-        self.name = name
-        self.key = lock_key(f"daemon:{name}")
+        self.ident = ident
         self.me = f"reminderd[{os.getpid()}@{socket.gethostname()}]"[:63]
+        self.healthy_since = time.monotonic()  # not connected yet: no earlier than now
+        self._lock = threading.Lock()
         self._conn: Conn | None = None
+        self._started = False
+        self._closed = False
+        self._held: set[str] = set()
 
-    def _connect(self) -> Conn:
-        store = self.store
-        params = dict(store._params)
-        params["application_name"] = self.me
-        try:
-            conn = psycopg.Connection.connect(
-                autocommit=True,
-                prepare_threshold=None,
-                password=store._secret.reveal(),
-                **params,
-            )
-        except psycopg.Error as exc:
-            raise store._error(exc, connecting=True) from None
-        if conn.info.server_version >= 140000:  # a server-wide idle timeout must not end it
+    def __repr__(self) -> str:
+        return f"PgLeases({self.ident!r}, {self.store.where!r})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- the session
+
+    def start(self) -> None:
+        """Take this daemon's life-long lock; AlreadyRunning if another session holds it
+        (the identity is in use)."""
+        with self._lock:
+            self._started = True
             try:
-                conn.execute("SET idle_session_timeout = 0")
-            except psycopg.Error as exc:
-                _quiet_close(conn)
-                raise store._error(exc) from None
-        return conn
+                self._session()
+            except _IdentityHeld as held:
+                self._started = False
+                raise AlreadyRunning(
+                    f"another session ({held.who}) holds the daemon identity {self.ident} "
+                    f"on the state database {self.store.where}"
+                ) from None
+            except BaseException:
+                self._started = False
+                raise
 
-    def try_acquire(self) -> bool:
-        """Take it if free (True), else False; also for a lease held for a process's life."""
-        if self._conn is not None:
-            return True
-        conn = self._connect()
+    def ping(self) -> None:
+        """Check the session, connecting again (and taking the locks again) if it was
+        lost; StateError when the server cannot be reached."""
+        self._call(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    def close(self) -> None:
+        """Give up every lock of this process at once and close the session."""
+        with self._lock:
+            self._closed = True
+            self._held.clear()
+            conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if not (conn.closed or conn.broken):
+            try:  # at once: the server notices a closed socket only a moment later
+                conn.execute("SELECT pg_advisory_unlock_all()")
+            except psycopg.Error:
+                pass  # the session is gone already, and its locks with it
+        _quiet_close(conn)
+
+    def _session(self) -> Conn:
+        """The connection, made again with this daemon's locks if it was lost (under _lock)."""
+        conn = self._conn
+        if conn is not None and not (conn.closed or conn.broken):
+            return conn
+        if self._closed:
+            raise StateError(f"state database {self.store.where}: the leases are closed")
+        if conn is not None:
+            self._conn = None
+            _quiet_close(conn)
+            log.info("state database %s: daemon session lost; connecting again", self.store.where)
+        conn = _session(self.store, self.me)
         try:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+            if self._started and not _try_lock(conn, _daemon_key(self.ident)):
+                who = _holder(conn, _daemon_key(self.ident)) or "another session"
+                _quiet_close(conn)
+                raise _IdentityHeld(who)
+            for name in sorted(self._held):
+                if not _try_lock(conn, _lease_key(name)):
+                    self._held.discard(name)
+                    log.warning(
+                        "lease %s was lost with the database session: another daemon has it",
+                        name,
+                    )
         except psycopg.Error as exc:
             _quiet_close(conn)
             raise self.store._error(exc) from None
-        if not (row and row[0]):
-            _quiet_close(conn)
-            return False
         self._conn = conn
-        return True
+        self.healthy_since = time.monotonic()
+        return conn
 
-    def acquire(self) -> None:
-        """Take it or raise AlreadyRunning naming the holder."""
-        if not self.try_acquire():
-            who = self.holder() or "another process"
-            raise AlreadyRunning(
-                f"another reminderd daemon ({who}) is running on the state database "
-                f"{self.store.where}; stop it first, or give this config its own database"
-            )
+    def _call(self, action: Callable[[Conn], T]) -> T:
+        """`action` on the session; once more on a new session if the old one had died."""
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    conn = self._session()
+                except _IdentityHeld as held:
+                    raise StateError(
+                        f"state database {self.store.where}: the daemon identity {self.ident} "
+                        f"is still held by {held.who} (an old session of ours the server "
+                        "has not ended yet); trying again on the next call"
+                    ) from None
+                try:
+                    return action(conn)
+                except psycopg.Error as exc:
+                    if (conn.broken or conn.closed) and attempt == 0:
+                        continue  # the server restarted since the last call: connect again
+                    raise self.store._error(exc) from None
+            raise AssertionError("unreachable")
 
-    def holder(self) -> str | None:
-        """Who holds it (`PID n on host`), None when nobody does. Takes nothing."""
-        with self.store._connection() as conn:
+    # -- what this daemon and the others hold
+
+    def alive(self, ident: str) -> bool:
+        """Does a live session hold daemon `ident`'s lock (this daemon's own too)?"""
+        key = _daemon_key(ident)
+        return self._call(lambda conn: _holder(conn, key) is not None)
+
+    def try_take(self, name: str) -> bool:
+        """Take the lease `name` if nobody holds it: True (also when it is ours already)."""
+        key = _lease_key(name)
+
+        def take(conn: Conn) -> bool:
+            if name in self._held:
+                return True
+            if not _try_lock(conn, key):
+                return False
+            self._held.add(name)
+            return True
+
+        return self._call(take)
+
+    def release(self, name: str) -> None:
+        """Give the lease back (a lost session gave it back already)."""
+        with self._lock:
+            if name not in self._held:
+                return
+            self._held.discard(name)
+            conn = self._conn
+            if conn is None or conn.closed or conn.broken:
+                return
             try:
-                return _holder(conn, self.key)
-            except psycopg.Error as exc:
-                raise self.store._error(exc) from None
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_lease_key(name),))
+            except psycopg.Error:
+                pass  # the session died, and the lease with it; the next call reconnects
 
-    def still_ours(self) -> bool:
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            return False
-        try:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() "
-                "AND locktype = 'advisory' AND objsubid = 1 AND granted "
-                "AND classid::bigint = %s AND objid::bigint = %s",
-                _split_key(self.key),
-            ).fetchone()
-        except psycopg.Error:
-            return False
-        return bool(row and row[0])
+    def holds(self, name: str) -> bool:
+        """Is the lease ours (False once a lost session let another daemon take it)?"""
+        with self._lock:
+            return name in self._held
 
-    def release(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:  # at once: a session's end is noticed by the server a moment after we close
-            conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-        except psycopg.Error:
-            pass  # the session is gone already, and the lock with it
-        _quiet_close(conn)
+
+class _IdentityHeld(Exception):
+    """Our daemon lock is held by another session (a dead one of ours, not yet ended)."""
+
+    def __init__(self, who: str) -> None:
+        super().__init__(who)
+        self.who = who
+
+
+def _daemon_key(ident: str) -> int:
+    return lock_key(f"daemon:{ident}")
+
+
+def _lease_key(name: str) -> int:
+    return lock_key(f"lease:{name}")
+
+
+def _try_lock(conn: Conn, key: int) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
 
 
 def _split_key(key: int) -> tuple[int, int]:

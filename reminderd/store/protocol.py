@@ -13,7 +13,10 @@ SQLite (3.35+) and PostgreSQL both run unchanged:
 - `CASE`, `MIN`/`MAX` as aggregates, `COUNT`, `substr`, `LIMIT ?`; no
   SQLite-only functions (two-argument `MAX`, `ifnull`, `datetime()`) and no
   PostgreSQL-only ones (`GREATEST`, `now()`);
-- times are stored as fixed-width UTC ISO text and compared as text.
+- times are stored as fixed-width UTC ISO text and compared as text;
+- row locks as `StateStore.skip_locked` appended to a SELECT (`FOR UPDATE SKIP
+  LOCKED` on PostgreSQL, nothing on SQLite, whose transactions are exclusive),
+  and the database's own time from `StateStore.db_now()`, never written in SQL.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -71,8 +75,26 @@ class StateStore(Protocol):
         """Where the state lives (the daemon checks it was not replaced under it)."""
         ...
 
-    def transaction(self) -> AbstractContextManager[Tx]:
-        """One atomic unit; the write lock is held from its start (no lost updates)."""
+    def transaction(self, *, row_locks: bool = False) -> AbstractContextManager[Tx]:
+        """One atomic unit; the write lock is held from its start (no lost updates).
+
+        `row_locks=True`: without the database-wide write lock where a store has
+        one (PostgreSQL), for a transaction made safe by the row locks it takes
+        itself (`skip_locked`) or by being one conditional UPDATE by key. SQLite
+        ignores it (its transactions are always exclusive).
+        """
+        ...
+
+    @property
+    def skip_locked(self) -> str:
+        """What makes a SELECT lock the rows it picks and pass over rows another
+        transaction holds: `" FOR UPDATE SKIP LOCKED"`, or `""` where a transaction
+        is exclusive anyway (SQLite)."""
+        ...
+
+    def db_now(self) -> datetime:
+        """The database's clock (aware, UTC): the one time every process sharing the
+        state agrees on, for leases. SQLite's is this host's, the only one using it."""
         ...
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

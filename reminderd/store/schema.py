@@ -127,6 +127,28 @@ STEPS += (
     ),
 )
 
+STEPS += (
+    Step(
+        4,
+        "a team on one database: claims with leases on both outboxes, the daemons' table",
+        (
+            "ALTER TABLE sms_outbox ADD COLUMN claimed_by TEXT",  # the daemon that took it
+            "ALTER TABLE sms_outbox ADD COLUMN lease_until TEXT",  # UTC ISO, the database's clock
+            "ALTER TABLE email_outbox ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE email_outbox ADD COLUMN lease_until TEXT",
+            """CREATE TABLE IF NOT EXISTS daemons (
+    id         TEXT PRIMARY KEY,   -- host:pid:random, what claims and leases carry
+    host       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    state      TEXT NOT NULL,      -- starting | running | stopped ...
+    started_at TEXT NOT NULL,      -- UTC ISO
+    seen_at    TEXT NOT NULL,      -- UTC ISO of its last word
+    info       TEXT                -- JSON: what `status` shows of it
+)""",
+        ),
+    ),
+)
+
 LATEST = STEPS[-1].version
 
 

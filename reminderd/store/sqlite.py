@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -68,6 +69,8 @@ class StateDB(SqlRows):
     it never creates a file or a folder and never migrates. `steps` is the
     migration ladder (tests pass one of their own).
     """
+
+    skip_locked = ""  # BEGIN IMMEDIATE: a writing transaction has the whole file to itself
 
     def __init__(
         self, path: Path, *, readonly: bool = False, steps: Sequence[Step] = STEPS
@@ -147,8 +150,10 @@ class StateDB(SqlRows):
                 )
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """One atomic unit: all of it lands, or none of it. SQLite failures become StateError."""
+    def transaction(self, *, row_locks: bool = False) -> Iterator[Tx]:
+        """One atomic unit: all of it lands, or none of it. SQLite failures become StateError.
+
+        `row_locks` changes nothing here: every writing transaction is exclusive."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -179,6 +184,10 @@ class StateDB(SqlRows):
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise state_error(self.path, exc) from None
+
+    def db_now(self) -> datetime:
+        """This host's clock: one daemon per SQLite state, so no other to agree with."""
+        return datetime.now(UTC)
 
     def close(self) -> None:
         with self._lock:
