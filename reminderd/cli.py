@@ -422,7 +422,14 @@ def cmd_test_sms(args: argparse.Namespace) -> int:
     if config.sms is None:
         print("reminderd: no sms section in the config: SMS is off", file=sys.stderr)
         return 78
-    to = config.sms.to
+    if config.people or args.person:  # a team: to one person's phone
+        from .errors import UsageError
+        from .team import person, view
+
+        if not args.person:
+            raise UsageError("test-sms: this config is a team's; say whose phone: --person NAME")
+        config = view(config, person(config, args.person))
+    to = config.sms.to if config.sms is not None else None
     if not to:
         print("reminderd: sms.to is not set", file=sys.stderr)
         return 78
@@ -596,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "test-sms", parents=[common], help="send one SMS to check credentials and number"
     )
+    p.add_argument("--person", metavar="NAME", help="a team's: to this person's phone")
     p.set_defaults(func=cmd_test_sms)
     p = sub.add_parser(
         "init",

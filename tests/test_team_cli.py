@@ -304,3 +304,16 @@ def test_log_groups_by_person_and_filters_with_person(team: Path, capsys: Any) -
     }
     assert cli(team, "log", "umbrella", "--person", "ben") == 65
     assert "no commitment with id 'umbrella' of Ben" in capsys.readouterr().err
+
+
+def test_test_sms_in_a_team_goes_to_the_named_persons_phone(team: Path, capsys: Any) -> None:
+    assert main(["--config", str(team), "test-sms"], clock=CLOCK) == 64
+    assert "say whose phone: --person NAME" in capsys.readouterr().err
+    assert main(["--config", str(team), "test-sms", "--person", "ben"], clock=CLOCK) == 0
+    assert "sent a test SMS to +30********02" in capsys.readouterr().out
+    db = state_db(load_config(team))
+    try:
+        (payload,) = db.query("SELECT payload FROM sms_outbox WHERE kind = 'test'")[0]
+    finally:
+        db.close()
+    assert json.loads(payload)["to"] == BEN_PHONE  # whichever daemon sends it, it goes there

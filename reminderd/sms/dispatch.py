@@ -389,7 +389,9 @@ class Dispatcher:
         """One SMS right now (`test-sms`): queued, then sent through `attempt`; a provider
         error is recorded as final (nobody waits for a retry of a test)."""
         now = self.clock()
-        self.outbox.add(key, kind, now, now + timedelta(minutes=10), {"text": text}, now)
+        # with its recipient: whichever daemon sends it, it goes where this one would
+        payload = {"text": text, "to": self.to} if self.to else {"text": text}
+        self.outbox.add(key, kind, now, now + timedelta(minutes=10), payload, now)
         with self._in_flight(key):
             outcome = self.attempt(key, text, 600)
             if isinstance(outcome, SmsError):
