@@ -20,10 +20,11 @@
   by the server (`lock_timeout` 30 s, like SQLite's busy timeout;
   `idle_in_transaction_session_timeout` 60 s). `transaction(row_locks=True)`
   skips the write lock, for the outbox's reservations: they lock the rows they
-  pick (`FOR UPDATE SKIP LOCKED`, `skip_locked`) and change only those, while
-  every other step of a send is one conditional UPDATE by key, which waits
-  for a row lock and then checks its condition again; so daemons sharing a
-  burst never queue behind each other or behind a reconcile.
+  pick (`FOR UPDATE SKIP LOCKED`, `skip_locked`) and change only those, so
+  daemons sharing a burst never wait for each other's picks. The claim and
+  the record after a send are each one conditional UPDATE by key; they still
+  take the write lock (short transactions), so a long reconcile holds them up
+  while it runs.
 - Threads: a small pool of connections (one per concurrent caller, up to
   `max_connections`); a thread inside `transaction()` uses its transaction's
   connection for `query()` too (it sees its own writes, as with SQLite), and a
