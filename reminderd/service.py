@@ -409,6 +409,12 @@ class Daemon:
                 self._start_calendar(config)
             except ReminderdError as exc:
                 log.warning("embedded calendar not served: %s", exc)
+                return
+            if self.embedded is not None:
+                log.warning(
+                    "embedded calendar: the daemon that served %s is gone; served here now",
+                    self.embedded.url,
+                )
 
     # the sync worker's SyncReport
 

@@ -39,6 +39,7 @@ from servers import (
     CalendarServers,
     TwilioMock,
     calendar_objects,
+    free_port,
     wait_for,
 )
 
@@ -351,3 +352,64 @@ def test_postgresql_stopped_for_20_s_while_sends_are_due(
         assert "state database" in rig.log(name)  # the outage was seen and said
     everything = rig.log("a") + rig.log("b")
     assert postgres.password not in everything
+
+
+def test_daemons_on_one_host_share_the_embedded_calendar_and_one_takes_it_over(
+    tmp_path: Path,
+    postgres: PgServer,  # noqa: F811
+) -> None:
+    """People without a calendar URL get their own calendar on the embedded server; two
+    daemons of one database on one host share it (one serves), and when the one that
+    serves is killed, the other serves it within a few state checks."""
+    url = postgres.new_database("embedded")
+    when = (datetime.now(UTC) + timedelta(days=2)).isoformat(timespec="minutes")
+    (tmp_path / "a.yaml").write_text(
+        f"commitments:\n  - {{id: a1, title: Call A, when: '{when}'}}\n"
+    )
+    (tmp_path / "config.yaml").write_text(
+        f"timezone: UTC\nstate: {url}\nstate_password_env: PG_PW\nstate_dir: state\n"
+        f"calendar: {{listen: '127.0.0.1:{free_port()}'}}\n"
+        "people:\n  - {name: Ana, commitments: [a.yaml]}\n  - {name: Ben}\n"
+    )
+    env = dict(os.environ, PG_PW=postgres.password, PYTHONPATH=str(ROOT))
+    for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"):
+        env.pop(key, None)
+    logs = {n: tmp_path / f"{n}.log" for n in "ab"}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name in "ab":
+            procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "reminderd", "--config", "config.yaml", "run"],
+                cwd=tmp_path,
+                env=env,
+                stdout=logs[name].open("ab"),
+                stderr=subprocess.STDOUT,
+            )
+            wait_for(
+                f"daemon {name} synced", lambda n=name: "sync of Ben" in logs[n].read_text(), 60
+            )
+        assert "served by another daemon here" in logs["b"].read_text()
+        assert "Follow-ups (Ana)" in logs["a"].read_text() + logs["b"].read_text()
+        os.kill(procs["a"].pid, signal.SIGKILL)
+        procs["a"].wait(10)
+        wait_for(
+            "the embedded calendar served by the other daemon",
+            lambda: "is gone; served here now" in logs["b"].read_text(),
+            30,
+        )
+        synced = subprocess.run(
+            [sys.executable, "-m", "reminderd", "--config", "config.yaml", "sync"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert synced.returncode == 0, synced.stderr
+        assert "Ana: created 0, updated 0, deleted 0, unchanged 1" in synced.stdout
+        assert procs["b"].poll() is None, logs["b"].read_text()[-3000:]
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(60)
