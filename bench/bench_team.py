@@ -504,7 +504,7 @@ def plan_burst(config: Any, commitments: tuple[Any, ...], args: argparse.Namespa
     try:
         planner = make_dispatcher(config, db, sender=TimedSender(0))
         to = {p.name: p.phone for p in config.people}
-        planner.recipient = lambda c: to.get(c.owner or "")  # as the daemon routes a team's
+        planner.people = to  # as the daemon routes a team's
         start = time.perf_counter()
         counts = planner.replan(anchored)
         took = time.perf_counter() - start

@@ -460,8 +460,8 @@ class Daemon:
 
         assert config.sms is not None
         dispatcher = make_dispatcher(config, self.db, clock=self.clock, owner=self.ident)
-        if config.people:  # each person's SMS go to their phone
-            _route(dispatcher, {p.name: p.phone for p in config.people if p.phone})
+        if config.people:  # each person's SMS and digest go to their phone
+            dispatcher.people = {p.name: p.phone for p in config.people if p.phone}
         return self._timer(config, dispatcher, config.sms.digest)
 
     def _timer(
@@ -514,8 +514,8 @@ class Daemon:
 
         assert config.email is not None
         dispatcher = make_email_dispatcher(config, self.db, clock=self.clock, owner=self.ident)
-        if config.people:  # each person's email alerts go to their address
-            _route(dispatcher, {p.name: p.email for p in config.people if p.email})
+        if config.people:  # each person's email alerts and digest go to their address
+            dispatcher.people = {p.name: p.email for p in config.people if p.email}
         return self._timer(config, dispatcher, config.email.digest)
 
     def _start_email(
@@ -699,14 +699,6 @@ class Daemon:
 def _calendars(config: Config) -> list[CalendarConfig]:
     """Every calendar a config syncs: the one user's, or each person's."""
     return [p.calendar for p in config.people] if config.people else [config.calendar]
-
-
-def _route(dispatcher: Dispatcher, to: dict[str, str]) -> None:
-    """A team's alerts: each to its owner (`to`: person -> number or address); each
-    person's digest to them."""
-    dispatcher.recipient = lambda c: to.get(c.owner or "")
-    dispatcher.people = to
-    dispatcher.owner_of = lambda c: c.owner
 
 
 def _keep_runtime(new: Config, old: Config) -> Config:

@@ -85,20 +85,20 @@ def commitment(ident: str, **kw: Any) -> Commitment:
         "duration": timedelta(minutes=15),
         "contact": Contact("Alex", "ACME", "+302101234567"),
         "sms": (timedelta(minutes=-30),),
+        "owner": person_of(ident),
     }
     base.update(kw)
     return Commitment(**base)
 
 
-def person_of(c: Commitment) -> str | None:
+def person_of(ident: str) -> str | None:
     """Whose a commitment is, in these tests: its id starts with the person's name."""
-    name = c.id.split("-")[0]
+    name = ident.split("-")[0]
     return name if name in PHONES else None
 
 
 def phone_of(c: Commitment) -> str | None:
-    name = person_of(c)
-    return PHONES[name] if name else None
+    return PHONES[c.owner] if c.owner else None
 
 
 @pytest.fixture
@@ -433,7 +433,7 @@ def test_a_run_reserves_a_chunk_at_a_time_and_sends_each_once(db: StateDB) -> No
 
 def test_each_send_goes_to_its_owners_number_and_is_looked_up_there(db: StateDB) -> None:
     clock, sender = Clock(DUE - timedelta(hours=1)), Recording()
-    d = dispatcher(db, clock, sender, recipient=phone_of)
+    d = dispatcher(db, clock, sender, people=dict(PHONES))
     try:
         d.replan([commitment("ana-1"), commitment("ben-1"), commitment("solo")])
         payloads = {r.key.split("#")[0]: r.payload for r in d.outbox.due(DUE)}
@@ -469,7 +469,7 @@ def test_planned_sends_and_emails_carry_the_recipient_only_when_there_is_one() -
     mail = planned_emails(
         items,
         late_grace=timedelta(minutes=30),
-        recipient=lambda c: f"{c.id}@team.example" if person_of(c) else None,
+        recipient=lambda c: f"{c.id}@team.example" if c.owner else None,
     )
     assert {k.split("#")[0]: p.payload.get("to") for k, p in sms.items()} == {
         "ana-1": PHONES["ana"],
@@ -488,8 +488,7 @@ def test_a_teams_digest_is_one_per_person_with_their_own_touches_and_missed_back
     db: StateDB,
 ) -> None:
     clock, sender = Clock(START - timedelta(hours=5)), Recording()
-    d = dispatcher(db, clock, sender, recipient=phone_of)
-    d.people, d.owner_of = dict(PHONES), person_of
+    d = dispatcher(db, clock, sender, people=dict(PHONES))
     try:
         early = (timedelta(hours=-3),)
         d.replan([commitment("ben-late", title="Call Bea", sms=early)])
@@ -545,9 +544,8 @@ def test_email_alerts_and_digests_go_to_each_persons_address(db: StateDB) -> Non
         cfg,
         ATHENS,
         clock,
-        recipient=lambda c: address.get(person_of(c) or ""),
+        people=address,
     )
-    d.people, d.owner_of = address, person_of
     try:
         hour = (timedelta(hours=-1),)
         d.replan([commitment("ana-1", email=hour, sms=()), commitment("solo", email=hour, sms=())])

@@ -11,7 +11,7 @@ drop the copy) and then marked unconfirmed: at most two, as SPEC says.
 from __future__ import annotations
 
 import email.policy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from ..clock import Clock, system_clock
 from ..model import Commitment, upcoming
-from ..sms.dispatch import Dispatcher, Recipient, Tuning
+from ..sms.dispatch import Dispatcher, Tuning
 from ..sms.outbox import Outbox, Row
 from . import mask_address
 from .message import build_alert, build_digest, email_payload
@@ -63,13 +63,13 @@ class EmailDispatcher(Dispatcher):
         clock: Clock = system_clock,
         tuning: Tuning = EMAIL_TUNING,
         *,
-        recipient: Recipient | None = None,
+        people: Mapping[str, str] | None = None,
         leases: Leases | None = None,
     ) -> None:
         self.cfg = cfg
         self.domain = cfg.sender.rpartition("@")[2].rstrip(">") or "reminderd.invalid"
         self._setup(outbox, sender, cfg.to, zone, clock, tuning, rate_per_minute=60)
-        self.recipient = recipient
+        self.people = people
         self.leases = leases
 
     def shown(self, to: str) -> str:

@@ -66,8 +66,6 @@ after a database restart every daemon's session is new, and one that has not rec
 yet would look dead."""
 RECORD_RETRY = (0.5, 5.0)  # seconds: recording an outcome again, doubling up to the cap
 
-Recipient = Callable[[Commitment], str | None]
-
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
@@ -112,16 +110,14 @@ class Dispatcher:
     """SMS backups. `email.dispatch.EmailDispatcher` is the same machine for email: it
     changes what is planned and what a send is made of, never the claim/send/record path.
 
-    A team: `recipient` tells where a commitment's sends go (kept in each row's
-    payload as `to`; `self.to` otherwise), `people` (name -> number) makes the
-    digest one per person, of the touches `owner_of` gives them. `leases` (this
-    daemon's, `store.leases`) tells which other daemons are alive.
+    A team: `people` (name -> number) sends each commitment's alerts to its
+    owner's number (kept in each row's payload as `to`; `self.to` otherwise) and
+    makes the digest one per person. `leases` (this daemon's, `store.leases`)
+    tells which other daemons are alive.
     """
 
     channel = "SMS"
-    recipient: Recipient | None  # a team: where each commitment's sends go
-    people: Mapping[str, str] | None  # a team: person -> number (address), for digests
-    owner_of: Callable[[Commitment], str | None] | None  # a team: whose a commitment is
+    people: Mapping[str, str] | None  # a team: person -> number (address); None: one user
     leases: Leases | None  # this daemon's: who else is alive
 
     def __init__(
@@ -133,13 +129,13 @@ class Dispatcher:
         clock: Clock = system_clock,
         tuning: Tuning = DEFAULT_TUNING,
         *,
-        recipient: Recipient | None = None,
+        people: Mapping[str, str] | None = None,
         leases: Leases | None = None,
     ) -> None:
         self.sms = sms
         self.template = sms.template or DEFAULT_TEMPLATE
         self._setup(outbox, sender, sms.to or "", zone, clock, tuning, sms.rate_per_minute)
-        self.recipient = recipient
+        self.people = people
         self.leases = leases
 
     def _setup(
@@ -158,9 +154,7 @@ class Dispatcher:
         self.zone = zone
         self.tuning = tuning
         self.clock = clock
-        self.recipient = None
         self.people = None
-        self.owner_of = None
         self.leases = None
         self._flying: Counter[str] = Counter()  # keys between claim and record, here
         self._flying_lock = threading.Lock()
@@ -181,6 +175,11 @@ class Dispatcher:
     def shown(self, to: str) -> str:
         """A recipient as logs may show it."""
         return mask(to)
+
+    def recipient(self, c: Commitment) -> str | None:
+        """Where a team's commitment's alerts go: its owner's number (address); None for
+        one user's (`self.to`)."""
+        return self.people.get(c.owner or "") if self.people else None
 
     def to_of(self, row: Row) -> str:
         """Where this row goes: its own `to` (a team's), else the configured recipient."""
@@ -605,7 +604,7 @@ class Dispatcher:
         """Queue today's agenda SMS (once per day) and return its text.
 
         A team (`people`): one per person, to their number, of their own touches
-        (`owner_of`) and missed backups (sent to that number); returns the texts
+        and missed backups (sent to that number); returns the texts
         queued now, one after the other, or None if every one was queued already."""
         now = now or self.clock()
         local = now.astimezone(self.zone)
@@ -631,9 +630,8 @@ class Dispatcher:
         self, today: list[Touch], missed: list[Row]
     ) -> Iterator[tuple[str, str, list[Touch], list[Row]]]:
         """Each person of `people` with their number, their touches and missed backups."""
-        owner_of = self.owner_of
         for name, to in (self.people or {}).items():
-            own = [t for t in today if owner_of is not None and owner_of(t.commitment) == name]
+            own = [t for t in today if t.commitment.owner == name]
             yield name, to, own, [r for r in missed if r.payload.get("to") == to]
 
     def _digest_text(self, local: datetime, today: list[Touch], missed: list[Row]) -> str:
