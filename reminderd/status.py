@@ -198,13 +198,12 @@ def _same(given: Any, to: str) -> bool:
 
 
 def _daemons(db: StateStore, zone: ZoneInfo) -> list[dict[str, Any]] | None:
-    """The daemons that share this database (the `daemons` table); None when the state
-    has no such table (a schema from before it)."""
+    """The daemons that share this database (`store.daemons`), latest seen first; None
+    when the state has no such table (a schema from before it)."""
+    from .store import daemons
+
     try:
-        rows = db.query(
-            "SELECT id, host, pid, state, started_at, seen_at, info FROM daemons "
-            "ORDER BY seen_at DESC, id"
-        )
+        found = daemons.listed(db)
     except StateError:
         return None
     alive = getattr(db, "daemon_alive", None)  # PostgreSQL: its session lock says
@@ -217,39 +216,16 @@ def _daemons(db: StateStore, zone: ZoneInfo) -> list[dict[str, Any]] | None:
         except StateError:
             return state
 
+    found.sort(key=lambda d: (-d["seen_at"].timestamp(), d["id"]))
     return [
-        {
-            "id": str(ident),
-            "host": host,
-            "pid": pid,
-            "state": now_state(str(ident), state),
-            "started_at": _any_time(started, zone),
-            "seen_at": _any_time(seen, zone),
-            "info": _info(info),
-        }
-        for ident, host, pid, state, started, seen, info in rows
+        dict(
+            d,
+            state=now_state(d["id"], d["state"]),
+            started_at=_local(d["started_at"].isoformat(), zone),
+            seen_at=_local(d["seen_at"].isoformat(), zone),
+        )
+        for d in found
     ]
-
-
-def _any_time(value: Any, zone: ZoneInfo) -> str | None:
-    """A time as the table keeps it (ISO text, or a timestamp), in the config's zone."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        value = value.isoformat()
-    try:
-        return _local(str(value), zone)
-    except ValueError:
-        return str(value)
-
-
-def _info(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _next(outbox: Outbox, zone: ZoneInfo) -> list[dict[str, Any]]:
