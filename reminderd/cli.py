@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SYNC_WAIT = 120.0  # seconds `sync` waits for a running daemon's sync to finish
+WAITING = "waiting for the running daemon's sync to finish"
 
 
 def _emit(as_json: bool, data: Callable[[], Any], text: Callable[[], str]) -> None:
@@ -155,84 +156,77 @@ def cmd_sync(args: argparse.Namespace) -> int:
     waits for the daemon's sync in flight, then syncs itself: the two never reconcile a
     calendar at the same time (SQLite: the state dir's sync lock; PostgreSQL: each
     calendar's lease, which daemons on every host take too)."""
-    from contextlib import nullcontext
-
-    from .app import calendars, state_db, sync_once, with_outcomes
-    from .statelock import sync_lock
+    from .app import calendars, sync_once, with_outcomes
 
     config, loaded = _load(args)  # a file that fails to parse stops here: nothing is deleted
     failed = False
-    waiting = "waiting for the running daemon's sync to finish"
-    held = nullcontext() if config.state else sync_lock(config.state_dir, SYNC_WAIT, waiting)
+    with _state_to_sync(config) as (db, leases):
+        shown = with_outcomes(db, loaded.commitments)  # as the daemon syncs them
+        for view, own, _ in calendars(config, shown, loaded.commitments):
+            with _calendar_lease(leases, view):
+                result, url = sync_once(
+                    view,
+                    db,
+                    own,
+                    dry_run=args.dry_run,
+                    force=args.force,
+                    clock=args.clock,
+                )
+            for error in result.errors:
+                print(f"error: {error}", file=sys.stderr)
+            whose = f"{view.person}: " if view.person else ""
+            print(f"{whose}{result.line()}")
+            if not view.calendar.url:
+                print(
+                    f"{whose}calendar: {url} (embedded; subscribe to it from a calendar "
+                    "app on this machine)"
+                )
+            failed = failed or bool(result.errors)
+    return 1 if failed else 0
+
+
+@contextmanager
+def _state_to_sync(config: Config) -> Iterator[tuple[StateStore, Leases | None]]:
+    """The state, for a command that syncs beside running daemons: with SQLite under the
+    state dir's sync lock (no leases); with PostgreSQL with this command's own leases,
+    one per calendar as it syncs it (`_calendar_lease`), as daemons on every host take."""
+    from contextlib import nullcontext
+
+    from .app import state_db
+    from .statelock import sync_lock
+
+    held = nullcontext() if config.state else sync_lock(config.state_dir, SYNC_WAIT, WAITING)
     with held:
         db = state_db(config)
-        leases = _cli_leases(db) if config.state else None
+        leases = None
         try:
-            shown = with_outcomes(db, loaded.commitments)  # as the daemon syncs them
-            for view, own, _ in calendars(config, shown, loaded.commitments):
-                with _calendar_lease(leases, view, waiting):
-                    result, url = sync_once(
-                        view,
-                        db,
-                        own,
-                        dry_run=args.dry_run,
-                        force=args.force,
-                        clock=args.clock,
-                    )
-                for error in result.errors:
-                    print(f"error: {error}", file=sys.stderr)
-                whose = f"{view.person}: " if view.person else ""
-                print(f"{whose}{result.line()}")
-                if not view.calendar.url:
-                    print(
-                        f"{whose}calendar: {url} (embedded; subscribe to it from a calendar "
-                        "app on this machine)"
-                    )
-                failed = failed or bool(result.errors)
+            if config.state:
+                import os
+                import socket
+
+                from .store.leases import leases_for
+
+                leases = leases_for(db, f"{socket.gethostname()}:{os.getpid()}:cli")
+                leases.start()
+            yield db, leases
         finally:
             if leases is not None:
                 leases.close()
             db.close()
-    return 1 if failed else 0
-
-
-def _cli_leases(db: StateStore) -> Leases:
-    """This command among the daemons sharing a PostgreSQL state (for calendar leases)."""
-    import os
-    import socket
-
-    from .store.leases import leases_for
-
-    leases = leases_for(db, f"{socket.gethostname()}:{os.getpid()}:cli")
-    leases.start()
-    return leases
 
 
 @contextmanager
-def _calendar_lease(leases: Leases | None, view: Config, waiting: str) -> Iterator[None]:
+def _calendar_lease(leases: Leases | None, view: Config) -> Iterator[None]:
     """Hold one calendar's lease while syncing it, waiting up to SYNC_WAIT for a daemon's
     sync of it to end (LockTimeout then, exit 75); nothing without leases (SQLite)."""
     if leases is None:
         yield
         return
-    import time
-
-    from .errors import LockTimeout
+    from .statelock import wait_to_take
     from .syncworker import calendar_lease
 
     name = calendar_lease(view)
-    deadline = time.monotonic() + SYNC_WAIT
-    said = False
-    while not leases.try_take(name):
-        if time.monotonic() >= deadline:
-            raise LockTimeout(
-                f"another sync of this calendar (a running daemon's) did not finish within "
-                f"{SYNC_WAIT:.0f} s; try again later"
-            )
-        if not said:
-            print(waiting, file=sys.stderr)
-            said = True
-        time.sleep(0.2)
+    wait_to_take(lambda: leases.try_take(name), SYNC_WAIT, WAITING)
     try:
         yield
     finally:
@@ -241,80 +235,71 @@ def _calendar_lease(leases: Leases | None, view: Config, waiting: str) -> Iterat
 
 def cmd_outcome(args: argparse.Namespace) -> int:
     """`done`, `move`, `snooze`, `next`: the same outcome path as an SMS reply or a
-    calendar edit. Beside a running daemon it holds the sync lock like `sync` (the two
-    never reconcile at once), then tells the daemon (SIGHUP) to lay it over and replan."""
+    calendar edit. Beside a running daemon it holds what `sync` holds (`_state_to_sync`:
+    the two never reconcile a calendar at once), then tells the daemon (SIGHUP) to lay
+    it over and replan."""
     import os
     import signal
-    from contextlib import nullcontext
 
-    from .app import calendars, state_db, sync_once, with_outcomes
+    from .app import calendars, sync_once, with_outcomes
     from .errors import OutcomeRefused
     from .outcomes.apply import Request, confirmation, decide, record, write_back_pending
     from .sources import load_sources
-    from .statelock import daemon_pid, sync_lock
+    from .statelock import daemon_pid
 
     config, loaded = _load(args)
     ident, _, index = args.id.partition("#")
     if index and not index.isdigit():
         raise OutcomeRefused(f"'{args.id}': a touch is named ID#N, N a number (0 is the first)")
     now = args.clock()
-    waiting = "waiting for the running daemon's sync to finish"
-    held = nullcontext() if config.state else sync_lock(config.state_dir, SYNC_WAIT, waiting)
-    with held:
-        db = state_db(config)
-        leases = _cli_leases(db) if config.state else None
-        try:
-            parsed = {c.id: c for c in loaded.commitments}
-            effective = {c.id: c for c in with_outcomes(db, loaded.commitments)}
-            c = effective.get(ident)
-            start = None
-            if args.kind in ("move", "next") and c is not None:
-                start = _when(args.when, c.start.tzinfo, now)
-            snooze = None
-            if args.kind == "snooze":
-                from .timeparse import parse_duration
+    with _state_to_sync(config) as (db, leases):
+        parsed = {c.id: c for c in loaded.commitments}
+        effective = {c.id: c for c in with_outcomes(db, loaded.commitments)}
+        c = effective.get(ident)
+        start = None
+        if args.kind in ("move", "next") and c is not None:
+            start = _when(args.when, c.start.tzinfo, now)
+        snooze = None
+        if args.kind == "snooze":
+            from .timeparse import parse_duration
 
-                try:
-                    snooze = parse_duration(args.duration)
-                except ValueError as exc:
-                    raise OutcomeRefused(str(exc)) from None
-            request = Request(
-                ident,
-                args.kind,
-                "cli",
-                int(index) if index else None,
-                note=getattr(args, "note", None),
-                start=start,
-                snooze=snooze,
-                purpose=" ".join(args.text) if args.kind == "next" else None,
-            )
-            outcome, touch = decide(request, effective, parsed, now)
-            record(db, outcome)
-            print(confirmation(outcome, touch))
-            write_back_pending(config, db, parsed, dict(loaded.digests))  # logs what it did
-            pid = daemon_pid(config.state_dir)
-            fresh = load_sources(config)
-            if fresh.problems:  # cannot happen after our own write; never sync on a bad read
-                raise OutcomeRefused(str(fresh.problems[0]))
-            shown = with_outcomes(db, fresh.commitments)
-            owner = c.owner if c is not None else None
             try:
-                for view, own, own_parsed in calendars(config, shown, fresh.commitments):
-                    if view.person is not None and view.person != owner:
-                        continue  # a team: only the owner's calendar changes
-                    with _calendar_lease(leases, view, waiting):
-                        result, _ = sync_once(view, db, own, clock=args.clock, parsed=own_parsed)
-                    print(f"calendar: {result.line()}")
-            except ReminderdError as exc:
-                print(
-                    f"calendar not updated now ({exc}); the outcome is recorded and the next "
-                    "sync applies it",
-                    file=sys.stderr,
-                )
-        finally:
-            if leases is not None:
-                leases.close()
-            db.close()
+                snooze = parse_duration(args.duration)
+            except ValueError as exc:
+                raise OutcomeRefused(str(exc)) from None
+        request = Request(
+            ident,
+            args.kind,
+            "cli",
+            int(index) if index else None,
+            note=getattr(args, "note", None),
+            start=start,
+            snooze=snooze,
+            purpose=" ".join(args.text) if args.kind == "next" else None,
+        )
+        outcome, touch = decide(request, effective, parsed, now)
+        record(db, outcome)
+        print(confirmation(outcome, touch))
+        write_back_pending(config, db, parsed, dict(loaded.digests))  # logs what it did
+        pid = daemon_pid(config.state_dir)
+        fresh = load_sources(config)
+        if fresh.problems:  # cannot happen after our own write; never sync on a bad read
+            raise OutcomeRefused(str(fresh.problems[0]))
+        shown = with_outcomes(db, fresh.commitments)
+        owner = c.owner if c is not None else None
+        try:
+            for view, own, own_parsed in calendars(config, shown, fresh.commitments):
+                if view.person is not None and view.person != owner:
+                    continue  # a team: only the owner's calendar changes
+                with _calendar_lease(leases, view):
+                    result, _ = sync_once(view, db, own, clock=args.clock, parsed=own_parsed)
+                print(f"calendar: {result.line()}")
+        except ReminderdError as exc:
+            print(
+                f"calendar not updated now ({exc}); the outcome is recorded and the next "
+                "sync applies it",
+                file=sys.stderr,
+            )
     if pid and pid > 0:
         os.kill(pid, signal.SIGHUP)  # the daemon replans its SMS with the outcome
         print(f"told the running daemon (PID {pid})")

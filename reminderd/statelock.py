@@ -14,7 +14,7 @@ import errno
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -122,25 +122,32 @@ def daemon_pid(state_dir: Path) -> int | None:
         os.close(fd)
 
 
+def wait_to_take(take: Callable[[], bool], wait: float, on_wait: str | None = None) -> None:
+    """Try `take` until it succeeds, up to `wait` seconds: a calendar's sync lock here, or
+    its lease on a PostgreSQL state (`cli`). `on_wait` is said once if it must wait;
+    LockTimeout (exit 75) when the other sync outlasts `wait`."""
+    deadline = time.monotonic() + wait
+    said = False
+    while not take():
+        if time.monotonic() >= deadline:
+            raise LockTimeout(
+                f"another sync of this calendar (the running daemon's) did not "
+                f"finish within {wait:.0f} s; try again later"
+            )
+        if on_wait and not said:
+            import sys
+
+            print(on_wait, file=sys.stderr)
+            said = True
+        time.sleep(0.1)
+
+
 @contextmanager
 def sync_lock(state_dir: Path, wait: float, on_wait: str | None = None) -> Iterator[None]:
     """Hold the sync lock for one sync, waiting up to `wait` seconds for another's to end."""
     fd = _create(state_dir / SYNC_LOCK)
     try:
-        deadline = time.monotonic() + wait
-        said = False
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                raise LockTimeout(
-                    f"another sync of this calendar (the running daemon's) did not "
-                    f"finish within {wait:.0f} s; try again later"
-                )
-            if on_wait and not said:
-                import sys
-
-                print(on_wait, file=sys.stderr)
-                said = True
-            time.sleep(0.1)
+        wait_to_take(lambda: _try_lock(fd), wait, on_wait)
         yield
     finally:
         os.close(fd)
