@@ -493,6 +493,14 @@ class Config:
         """Every file read: the shared ones, then each person's."""
         return self.sources + tuple(s for p in self.people for s in p.sources)
 
+    @property
+    def embedded_calendar(self) -> CalendarConfig | None:
+        """The calendar whose settings the embedded server runs under (its address and
+        credentials): the first without a url, one user's or a person's; None when every
+        calendar is a CalDAV account's."""
+        calendars = [p.calendar for p in self.people] if self.people else [self.calendar]
+        return next((c for c in calendars if not c.url), None)
+
     def owner_of(self, spec: SourceSpec) -> str | None:
         """The person a file belongs to; None for a shared one (routed by `owner`)."""
         return next((p.name for p in self.people if spec in p.sources), None)

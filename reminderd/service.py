@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .agenda import summary
 from .app import state_db
 from .clock import Clock, system_clock
-from .config import CalendarConfig, Config, load_config
+from .config import Config, load_config
 from .errors import (
     MissingInputError,
     ReminderdError,
@@ -368,7 +368,7 @@ class Daemon:
         """The embedded server, when a calendar needs it (no url: the one user's, or a
         person's in a team). Daemons sharing a database on one host share it: one serves,
         and another takes over when that one is gone (`_serve_if_orphaned`)."""
-        served = next((c for c in _calendars(config) if not c.url), None)
+        served = config.embedded_calendar
         if served is None:
             return
         config = replace(config, calendar=served)  # a person's: the server's credentials
@@ -397,9 +397,7 @@ class Daemon:
 
     def _serve_if_orphaned(self, config: Config) -> None:
         """The daemon that served the embedded calendar here is gone: serve it now."""
-        if self.embedded is not None or self.leases is None:
-            return
-        if all(p.url for p in _calendars(config)):
+        if self.embedded is not None or self.leases is None or config.embedded_calendar is None:
             return
         from .calendar.embedded import port_in_use
 
@@ -694,11 +692,6 @@ class Daemon:
                 where,
             )
             raise StateGone(f"state {where} was deleted or replaced while running")
-
-
-def _calendars(config: Config) -> list[CalendarConfig]:
-    """Every calendar a config syncs: the one user's, or each person's."""
-    return [p.calendar for p in config.people] if config.people else [config.calendar]
 
 
 def _keep_runtime(new: Config, old: Config) -> Config:
