@@ -113,19 +113,14 @@ def cmd_agenda(args: argparse.Namespace) -> int:
             mine = view(config, who)
             items, after = window(capped(own, mine.calendar.rules), now, args.days)
             groups.append(PersonAgenda(who.name, items, after, _planned(mine)))
-    if args.person:  # one person: their agenda as one user sees theirs
-        (one,) = groups
-        _emit(
-            args.json,
-            lambda: render_team_json(groups, now, args.days, config.timezone),
-            lambda: render_text(one.items, args.days, config.timezone, one.after, one.alerts),
-        )
-        return 0
-    _emit(
-        args.json,
-        lambda: render_team_json(groups, now, args.days, config.timezone),
-        lambda: render_team_text(groups, args.days, config.timezone),
-    )
+
+    def text() -> str:
+        if args.person:  # one person: their agenda as one user sees theirs
+            (one,) = groups
+            return render_text(one.items, args.days, config.timezone, one.after, one.alerts)
+        return render_team_text(groups, args.days, config.timezone)
+
+    _emit(args.json, lambda: render_team_json(groups, now, args.days, config.timezone), text)
     return 0
 
 
@@ -351,15 +346,13 @@ def cmd_log(args: argparse.Namespace) -> int:
 
         whose = f" of {one}" if one else ""
         raise OutcomeRefused(f"no commitment with id '{args.id}'{whose} in the files or the state")
-    if whom is None or one:
-        _emit(args.json, lambda: render_history_json(items), lambda: render_history_text(items))
-    else:
-        names = [p.name for p in whom]
-        _emit(
-            args.json,
-            lambda: render_history_json(items),
-            lambda: render_team_history_text(items, names),
-        )
+
+    def text() -> str:
+        if whom is None or one:
+            return render_history_text(items)
+        return render_team_history_text(items, [p.name for p in whom])
+
+    _emit(args.json, lambda: render_history_json(items), text)
     return 0
 
 

@@ -470,6 +470,15 @@ class Person:
     sources: tuple[SourceSpec, ...]  # their own commitment files
     line: int  # where the config names them, for messages
 
+    @property
+    def address(self) -> str | None:
+        """The bare address of `email` (`Ana <ana@x>` -> `ana@x`): what owners match."""
+        if not self.email:
+            return None
+        from email.utils import parseaddr  # here: it loads socket, and the core loads no I/O
+
+        return parseaddr(self.email)[1] or self.email
+
 
 @dataclass(frozen=True, slots=True)
 class Config:

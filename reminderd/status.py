@@ -131,12 +131,10 @@ def _person(
 ) -> dict[str, Any]:
     """One person of a team: their calendar's last sync, their recipients (masked), and the
     sends addressed to them (an outbox row's payload `to`)."""
-    from email.utils import parseaddr
-
     from .email import mask_address
     from .phone import mask
 
-    address = (parseaddr(who.email)[1] or who.email) if who.email else None
+    address = who.address
     last = db.get(last_sync_key(who.name)) if db is not None else None
     entry: dict[str, Any] = {
         "name": who.name,

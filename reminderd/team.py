@@ -67,13 +67,11 @@ def route(
 
 def owners(people: Iterable[Person]) -> dict[str, Person]:
     """Each person by their name and their bare email address, casefolded."""
-    from email.utils import parseaddr  # here: it loads socket, and the core loads no I/O
-
     index: dict[str, Person] = {}
     for p in people:
         index.setdefault(p.name.casefold(), p)
-        if p.email:
-            index.setdefault((parseaddr(p.email)[1] or p.email).casefold(), p)
+        if p.address:
+            index.setdefault(p.address.casefold(), p)
     return index
 
 
