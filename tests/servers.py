@@ -42,6 +42,17 @@ def wait_for(what: str, check: Callable[[], object], timeout: float, step: float
         time.sleep(step)
 
 
+SERVICE_MANAGER_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
+
+
+def daemon_env(**extra: str) -> dict[str, str]:
+    """The environment for a `reminderd` started by a test: this one without the service
+    manager's variables (a daemon under test must not notify the systemd running the
+    tests, or log as if journald read it), reminderd importable, plus `extra`."""
+    clean = {k: v for k, v in os.environ.items() if k not in SERVICE_MANAGER_VARS}
+    return dict(clean, PYTHONPATH=str(ROOT), **extra)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 from servers import (
-    ROOT,
     CalendarServer,
     TwilioMock,
     calendar_objects,
+    daemon_env,
     free_port,
     kill,
     start_radicale,
@@ -74,16 +74,10 @@ class Rig:
         os.replace(tmp, path)  # like an editor's atomic save
 
     def start(self, extra_env: dict[str, str] | None = None, wait: str = "calendar sync:") -> None:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
-        }
-        env.update(
+        env = daemon_env(
             TEST_TWILIO_SID=SID,
             TEST_TWILIO_TOKEN="token",
             TEST_CALDAV_PASSWORD="secret",
-            PYTHONPATH=str(ROOT),
             **(extra_env or {}),
         )
         self.proc = subprocess.Popen(

@@ -18,18 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from servers import ROOT, free_port, wait_for
+from servers import daemon_env, free_port, wait_for
 
 pytestmark = [pytest.mark.slow]
 
 
 def env() -> dict[str, str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
-    }
-    return dict(clean, PYTHONPATH=str(ROOT))
+    return daemon_env()
 
 
 def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:

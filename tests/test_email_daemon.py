@@ -36,7 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from servers import ROOT, free_port, wait_for
+from servers import daemon_env, free_port, wait_for
 from smtpserver import USERS, SmtpTestServer, smtp_server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -126,15 +126,6 @@ def smtp() -> Iterator[Inbox]:
 # -- the daemon side
 
 
-def daemon_env(secrets: dict[str, str]) -> dict[str, str]:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
-    }
-    return dict(clean, PYTHONPATH=str(ROOT), **secrets)
-
-
 def stamp(moment: datetime) -> str:
     """ISO 8601 with its offset, to the second, as a commitment's `when`."""
     return moment.astimezone(UTC).isoformat(timespec="seconds")
@@ -216,7 +207,7 @@ class Run:
             proc = subprocess.Popen(
                 [*cmd, "--config", str(self.config), "run"],
                 cwd=self.tmp,
-                env=daemon_env(self.secrets),
+                env=daemon_env(**self.secrets),
                 stdout=out,
                 stderr=err,
             )
@@ -297,7 +288,7 @@ class Run:
         return subprocess.run(
             [sys.executable, "-m", "reminderd", "--config", str(self.config), *args],
             cwd=self.tmp,
-            env=daemon_env(self.secrets),
+            env=daemon_env(**self.secrets),
             capture_output=True,
             text=True,
             timeout=60,

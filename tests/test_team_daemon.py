@@ -34,11 +34,11 @@ import pytest
 from faultproxy import FaultProxy
 from pgserver import PgServer, postgres  # noqa: F401  (postgres: the session fixture)
 from servers import (
-    ROOT,
     CalendarServer,
     CalendarServers,
     TwilioMock,
     calendar_objects,
+    daemon_env,
     free_port,
     wait_for,
 )
@@ -117,14 +117,7 @@ class Team:
         os.replace(tmp, self.export)  # as an export lands: whole, at once
 
     def env(self) -> dict[str, str]:
-        clean = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
-        }
-        return dict(
-            clean,
-            PYTHONPATH=str(ROOT),
+        return daemon_env(
             PG_PW=self.pg.password,
             TEST_TWILIO_SID=SID,
             TEST_TWILIO_TOKEN="test-token-not-secret",
@@ -371,9 +364,7 @@ def test_daemons_on_one_host_share_the_embedded_calendar_and_one_takes_it_over(
         f"calendar: {{listen: '127.0.0.1:{free_port()}'}}\n"
         "people:\n  - {name: Ana, commitments: [a.yaml]}\n  - {name: Ben}\n"
     )
-    env = dict(os.environ, PG_PW=postgres.password, PYTHONPATH=str(ROOT))
-    for key in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM"):
-        env.pop(key, None)
+    env = daemon_env(PG_PW=postgres.password)
     logs = {n: tmp_path / f"{n}.log" for n in "ab"}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:

@@ -30,12 +30,12 @@ import icalendar
 import pytest
 import yaml
 from servers import (
-    ROOT,
     CalendarServer,
     CalendarServers,
     DirectClient,
     TwilioMock,
     calendar_objects,
+    daemon_env,
     wait_for,
 )
 
@@ -126,14 +126,7 @@ class Rig:
     # -- processes
 
     def env(self) -> dict[str, str]:
-        clean = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "JOURNAL_STREAM")
-        }
-        return dict(
-            clean,
-            PYTHONPATH=str(ROOT),
+        return daemon_env(
             TEST_TWILIO_SID=SID,
             TEST_TWILIO_TOKEN="test-token-not-secret",
             TEST_CALDAV_PASSWORD=self.server.password or "x",
